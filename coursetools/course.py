@@ -1,0 +1,45 @@
+"""The course directory: where it is, which assignments it holds, and nbgrader's commands run in it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLE_STUDENT_PREFIX = "example-"
+
+
+def find_root(start=None):
+    """The course directory: the nearest folder, from `start` upwards, that holds nbgrader_config.py."""
+    start = Path(start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "nbgrader_config.py").is_file() and (folder / "source").is_dir():
+            return folder
+    raise SystemExit(f"no course directory (nbgrader_config.py beside source/) at or above {start}")
+
+
+def assignments(root):
+    """Assignment names, in order: every folder of source/ that holds a notebook of its own name."""
+    return sorted(p.parent.name for p in (root / "source").glob("*/*.ipynb") if p.stem == p.parent.name)
+
+
+def notebook_path(root, kind, assignment, student=None):
+    """Path of an assignment's notebook in source/, release/, solutions/, submitted/ or autograded/."""
+    folder = root / kind / student if student else root / kind
+    return folder / assignment / f"{assignment}.ipynb"
+
+
+def nbgrader(root, *args, quiet=True):
+    """Run one nbgrader command in the course directory; raise if it fails.
+
+    nbgrader runs `alembic` to create the gradebook, so this Python's bin folder must be on PATH even
+    when the environment is not activated.
+    """
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    command = [sys.executable, "-m", "nbgrader", *args]
+    if quiet:
+        command.append("--log-level=WARN")
+    print("$ nbgrader", " ".join(args), flush=True)
+    completed = subprocess.run(command, cwd=root, env=env, check=False)
+    if completed.returncode != 0:
+        raise SystemExit(f"nbgrader {' '.join(args)} failed with exit code {completed.returncode}")

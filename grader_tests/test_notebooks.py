@@ -1,0 +1,115 @@
+"""The notebooks themselves: valid nbgrader metadata, clean sources, releases that give nothing away."""
+
+import ast
+import re
+
+import nbformat
+import pytest
+from conftest import ASSIGNMENTS, ROOT, load_json
+from nbgrader.preprocessors import CheckCellMetadata
+
+from coursetools.course import notebook_path
+
+REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.DOTALL)
+
+
+def read(kind, assignment):
+    return nbformat.read(notebook_path(ROOT, kind, assignment), as_version=4)
+
+
+def nbgrader_cells(notebook, **flags):
+    """Cells whose nbgrader metadata has every one of `flags` (e.g. grade=True, solution=False)."""
+    return [
+        cell
+        for cell in notebook.cells
+        if all(cell.metadata.get("nbgrader", {}).get(flag, False) == value for flag, value in flags.items())
+        and "nbgrader" in cell.metadata
+    ]
+
+
+def lines_of(notebook):
+    return {line.strip() for cell in notebook.cells for line in cell.source.splitlines()}
+
+
+def secret_lines(notebook):
+    """Lines of the solution and hidden-test regions that appear nowhere else in the notebook."""
+    inside, outside = set(), set()
+    for cell in notebook.cells:
+        outside.update(REGION.sub("", cell.source).splitlines())
+        for _, region in REGION.findall(cell.source):
+            inside.update(line.strip() for line in region.splitlines())
+    outside = {line.strip() for line in outside}
+    return {line for line in inside - outside if len(re.findall(r"\w", line)) >= 4}
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_source_passes_nbgrader_metadata_checks(assignment):
+    notebook = read("source", assignment)
+    CheckCellMetadata().preprocess(notebook, {})
+    ids = [cell.metadata["nbgrader"]["grade_id"] for cell in nbgrader_cells(notebook)]
+    assert len(ids) == len(set(ids)), f"duplicate grade ids in {assignment}: {ids}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_source_is_saved_without_outputs(assignment):
+    for cell in read("source", assignment).cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"outputs saved in {cell.id}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_test_cell_opens_with_a_docstring(assignment):
+    tests = nbgrader_cells(read("source", assignment), grade=True, solution=False)
+    assert tests, f"{assignment} has no test cells"
+    for cell in tests:
+        first = ast.parse(cell.source).body[0]
+        is_docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+        assert is_docstring and isinstance(first.value.value, str), f"{cell.id} opens without a docstring"
+        assert "\n" not in first.value.value.strip(), f"{cell.id}: the docstring should be one line"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_source_has_manually_graded_question(assignment):
+    written = nbgrader_cells(read("source", assignment), grade=True, solution=True)
+    assert any(cell.cell_type == "markdown" and cell.metadata["nbgrader"]["points"] > 0 for cell in written)
+
+
+@pytest.mark.parametrize("kind", ["release", "solutions"])
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_published_notebooks_hold_no_hidden_test(kind, assignment):
+    source = read("source", assignment)
+    published = lines_of(read(kind, assignment))
+    assert not any("HIDDEN TESTS" in line for line in published)
+    hidden = {
+        line.strip()
+        for cell in source.cells
+        for region in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.DOTALL)
+        for line in region.splitlines()
+    }
+    leaked = sorted(hidden & secret_lines(source) & published)
+    assert not leaked, f"hidden test lines in {kind}/{assignment}: {leaked}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_holds_no_solution_code(assignment):
+    release = lines_of(read("release", assignment))
+    assert not any("SOLUTION" in line for line in release)
+    lines = secret_lines(read("source", assignment))
+    assert lines, "the source should have solution and hidden-test lines to look for"
+    leaked = sorted(lines & release)
+    assert not leaked, f"solution or hidden-test lines in release/{assignment}: {leaked}"
+
+
+@pytest.mark.parametrize("kind", ["release", "solutions"])
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_committed_notebooks_equal_a_regeneration_from_source(course, kind, assignment):
+    """The committed release/ and solutions/ are what nbgrader makes of source/ today."""
+    committed = ROOT / kind / assignment
+    regenerated = course.root / kind / assignment
+    assert sorted(p.name for p in committed.iterdir()) == sorted(p.name for p in regenerated.iterdir())
+    for path in committed.iterdir():
+        if path.suffix == ".ipynb":
+            assert load_json(path) == load_json(regenerated / path.name), f"{kind}/{assignment}/{path.name}"
+        else:
+            same = path.read_bytes() == (regenerated / path.name).read_bytes()
+            assert same, f"{kind}/{assignment}/{path.name}"

@@ -1,0 +1,36 @@
+"""nbgrader configuration of the Lesson 24 course: read by every nbgrader command run in this folder."""
+
+import os
+
+from nbgrader.preprocessors import (
+    ClearHiddenTests,
+    ClearMarkScheme,
+    ClearOutput,
+    IncludeHeaderFooter,
+    LockCells,
+)
+
+c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
+
+# Grading kernels inherit this environment. One BLAS/OpenMP thread: with two, an MLP fit that takes 2 s
+# can take 40 s when the other core is busy, and results are the same. Parallelism comes from grading
+# several submissions at once, never from threads inside one kernel.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_variable] = "1"
+
+c.CourseDirectory.course_id = "lesson24-deep-learning-fundamentals-1"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.solution_directory = "solutions"
+
+# Seconds one cell may run before nbgrader interrupts it and scores it as failed.
+c.Execute.timeout = 60
+
+# Published solutions show the reference answers but neither the hidden tests (they are reused every
+# term) nor the TAs' mark scheme, and carry no outputs, so regenerating them is repeatable.
+c.GenerateSolution.preprocessors = [
+    IncludeHeaderFooter,
+    LockCells,
+    ClearOutput,
+    ClearHiddenTests,
+    ClearMarkScheme,
+]
