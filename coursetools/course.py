@@ -36,7 +36,8 @@ def nbgrader(root, *args, quiet=True):
     """
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    command = [sys.executable, "-m", "nbgrader", *args]
+    # nbgrader 0.9 with SQLAlchemy 2 prints harmless SAWarnings on every gradebook write
+    command = [sys.executable, "-W", "ignore:Object of type", "-m", "nbgrader", *args]
     if quiet:
         command.append("--log-level=WARN")
     print("$ nbgrader", " ".join(args), flush=True)
