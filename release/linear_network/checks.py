@@ -15,24 +15,45 @@ import numpy as np
 import pandas as pd
 
 
-def call(func, *args, seed=0, copy_inputs=True, **kwargs):
+def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=None, **kwargs):
     """Call a student's function the way every test does.
 
     - on deep copies of the inputs, so a function that modifies its input cannot spoil the test's data;
     - after seeding numpy's global RNG, so unseeded scikit-learn models give repeatable results;
     - with warnings and stderr captured: nbgrader scores any stderr output as a failed test, and a
-      ConvergenceWarning from a correct answer must not cost points.
+      ConvergenceWarning from a correct answer must not cost points. With allow_warnings=False a
+      warning fails the check instead (for answers that must be warning-free, such as a stable sigmoid);
+    - with the global names in `replace` (e.g. {"sigmoid": reference}) swapped for the duration of the
+      call, so that a test of one function is not failed by a mistake in another one that it uses.
     """
     name = getattr(func, "__name__", repr(func))
     if copy_inputs:
         args, kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
     np.random.seed(seed)
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with _replaced(func, replace or {}), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore" if allow_warnings else "error")
         try:
             return func(*args, **kwargs)
+        except Warning as warning:
+            raise AssertionError(f"{name} warned {type(warning).__name__}: {warning}") from warning
         except Exception as error:
             raise AssertionError(f"{name} raised {type(error).__name__}: {error}") from error
+
+
+@contextlib.contextmanager
+def _replaced(func, replacements):
+    namespace = getattr(func, "__globals__", {})
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in replacements}
+    namespace.update(replacements)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
 
 
 def expect_type(what, got, types, hint=""):
@@ -97,22 +118,30 @@ def expect_frame(what, got, expected, *, rtol=1e-7, atol=1e-9, hint=""):
 
 
 def expect_inputs_unchanged(func, *args):
-    """Calling `func` leaves every one of its arguments exactly as it was."""
-    originals = copy.deepcopy(args)
-    call(func, *args, copy_inputs=False)
-    for position, (before, after) in enumerate(zip(originals, args, strict=True), start=1):
+    """Calling `func` leaves every one of its arguments exactly as it was.
+
+    The function gets copies, so that one which does modify its input cannot spoil the caller's data.
+    """
+    passed = copy.deepcopy(args)
+    call(func, *passed, copy_inputs=False)
+    for position, (before, after) in enumerate(zip(args, passed, strict=True), start=1):
         _expect_unchanged(f"{func.__name__} (argument {position})", before, after)
 
 
 def _expect_unchanged(what, before, after):
+    if not _same(before, after):
+        raise AssertionError(f"{what} changed its input; work on a copy (e.g. frame.copy()) instead")
+
+
+def _same(before, after):
+    """Exact equality of inputs: pandas objects (names included), arrays, and lists of arrays."""
     if isinstance(before, (pd.DataFrame, pd.Series)):
         same = isinstance(after, type(before)) and before.equals(after)
-        if same and isinstance(before, pd.DataFrame):
-            same = list(before.columns) == list(after.columns)
-    else:
-        same = np.shape(before) == np.shape(after) and np.array_equal(before, after)
-    if not same:
-        raise AssertionError(f"{what} changed its input; work on a copy (e.g. frame.copy()) instead")
+        return same and list(getattr(before, "columns", [])) == list(getattr(after, "columns", []))
+    if isinstance(before, (list, tuple)):
+        return (isinstance(after, (list, tuple)) and len(before) == len(after)
+                and all(_same(b, a) for b, a in zip(before, after, strict=True)))
+    return np.shape(before) == np.shape(after) and np.array_equal(before, after)
 
 
 def as_numbers(what, value):

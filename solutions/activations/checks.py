@@ -1,0 +1,163 @@
+"""Checks used by the tests in every notebook of the course.
+
+Each check raises AssertionError with a message that says what was checked, what was expected and
+what came back, so that a failed test teaches instead of only saying "fail". Checks run in the
+order type -> shape -> values; values are compared on np.ravel of both sides, so that a shape
+mistake is judged by the shape check alone.
+"""
+
+import contextlib
+import copy
+import io
+import warnings
+
+import numpy as np
+import pandas as pd
+
+
+def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=None, **kwargs):
+    """Call a student's function the way every test does.
+
+    - on deep copies of the inputs, so a function that modifies its input cannot spoil the test's data;
+    - after seeding numpy's global RNG, so unseeded scikit-learn models give repeatable results;
+    - with warnings and stderr captured: nbgrader scores any stderr output as a failed test, and a
+      ConvergenceWarning from a correct answer must not cost points. With allow_warnings=False a
+      warning fails the check instead (for answers that must be warning-free, such as a stable sigmoid);
+    - with the global names in `replace` (e.g. {"sigmoid": reference}) swapped for the duration of the
+      call, so that a test of one function is not failed by a mistake in another one that it uses.
+    """
+    name = getattr(func, "__name__", repr(func))
+    if copy_inputs:
+        args, kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
+    np.random.seed(seed)
+    with _replaced(func, replace or {}), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore" if allow_warnings else "error")
+        try:
+            return func(*args, **kwargs)
+        except Warning as warning:
+            raise AssertionError(f"{name} warned {type(warning).__name__}: {warning}") from warning
+        except Exception as error:
+            raise AssertionError(f"{name} raised {type(error).__name__}: {error}") from error
+
+
+@contextlib.contextmanager
+def _replaced(func, replacements):
+    namespace = getattr(func, "__globals__", {})
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in replacements}
+    namespace.update(replacements)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
+
+
+def expect_type(what, got, types, hint=""):
+    """`got` is an instance of `types` (a type or a tuple of types)."""
+    if not isinstance(got, types):
+        names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise AssertionError(_join(f"{what} returned {type(got).__name__}; expected {names}", hint))
+
+
+def expect_shape(what, got, shape, hint=""):
+    """np.shape(got) is exactly `shape`."""
+    got_shape = np.shape(got)
+    if got_shape != tuple(shape):
+        raise AssertionError(_join(f"{what} returned shape {got_shape}; expected {tuple(shape)}", hint))
+
+
+def expect_close(what, got, expected, *, rtol=1e-7, atol=1e-9, hint=""):
+    """The values of `got` equal `expected` within rtol/atol, compared on np.ravel of both."""
+    got_values = as_numbers(what, got).ravel()
+    expected_values = np.asarray(expected, dtype=float).ravel()
+    if got_values.size != expected_values.size:
+        raise AssertionError(
+            _join(f"{what} returned {got_values.size} values; expected {expected_values.size}", hint)
+        )
+    wrong = ~np.isclose(got_values, expected_values, rtol=rtol, atol=atol)
+    if wrong.any():
+        first = int(np.flatnonzero(wrong)[0])
+        raise AssertionError(
+            _join(
+                f"{what} is wrong at {int(wrong.sum())} of {expected_values.size} positions; "
+                f"first at position {first}: expected {expected_values[first]:.6g}, "
+                f"got {got_values[first]:.6g}",
+                hint,
+            )
+        )
+
+
+def expect_equal(what, got, expected, hint=""):
+    """`got` equals `expected` exactly (for deterministic results such as labels or KNN folds)."""
+    if np.shape(got) != np.shape(expected) or not np.array_equal(np.asarray(got), np.asarray(expected)):
+        raise AssertionError(_join(f"{what} returned {_short(got)}; expected {_short(expected)}", hint))
+
+
+def expect_columns(what, frame, names, hint=""):
+    """The column names of `frame`, in order and of the same types (0 is not "0"), are `names`."""
+    same_types = [type(name) for name in frame.columns] == [type(name) for name in names]
+    if list(frame.columns) != list(names) or not same_types:
+        message = f"{what} returned columns {list(frame.columns)!r}; expected {list(names)!r}"
+        raise AssertionError(_join(message, hint))
+
+
+def expect_frame(what, got, expected, *, rtol=1e-7, atol=1e-9, hint=""):
+    """`got` is a DataFrame with the columns (names and order), index and values of `expected`."""
+    expect_type(what, got, pd.DataFrame, hint)
+    expect_columns(what, got, list(expected.columns), hint)
+    if not got.index.equals(expected.index):
+        raise AssertionError(
+            _join(f"{what} returned index {_short(got.index)}; expected {_short(expected.index)}", hint)
+        )
+    expect_close(what, got.to_numpy(dtype=float), expected.to_numpy(dtype=float), rtol=rtol, atol=atol,
+                 hint=hint)
+
+
+def expect_inputs_unchanged(func, *args):
+    """Calling `func` leaves every one of its arguments exactly as it was.
+
+    The function gets copies, so that one which does modify its input cannot spoil the caller's data.
+    """
+    passed = copy.deepcopy(args)
+    call(func, *passed, copy_inputs=False)
+    for position, (before, after) in enumerate(zip(args, passed, strict=True), start=1):
+        _expect_unchanged(f"{func.__name__} (argument {position})", before, after)
+
+
+def _expect_unchanged(what, before, after):
+    if not _same(before, after):
+        raise AssertionError(f"{what} changed its input; work on a copy (e.g. frame.copy()) instead")
+
+
+def _same(before, after):
+    """Exact equality of inputs: pandas objects (names included), arrays, and lists of arrays."""
+    if isinstance(before, (pd.DataFrame, pd.Series)):
+        same = isinstance(after, type(before)) and before.equals(after)
+        return same and list(getattr(before, "columns", [])) == list(getattr(after, "columns", []))
+    if isinstance(before, (list, tuple)):
+        return (isinstance(after, (list, tuple)) and len(before) == len(after)
+                and all(_same(b, a) for b, a in zip(before, after, strict=True)))
+    return np.shape(before) == np.shape(after) and np.array_equal(before, after)
+
+
+def as_numbers(what, value):
+    """`value` as a float ndarray, or an AssertionError that says why it is not numeric."""
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as error:
+        message = f"{what} returned {type(value).__name__}, which is not numeric: {error}"
+        raise AssertionError(message) from None
+
+
+def _short(value, limit=80):
+    text = np.array2string(np.asarray(value), threshold=8, edgeitems=3, separator=", ")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _join(message, hint):
+    return f"{message}. {hint}" if hint else message

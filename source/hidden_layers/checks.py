@@ -1,0 +1,1 @@
+../../coursetools/checks.py
