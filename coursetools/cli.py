@@ -12,9 +12,8 @@ from coursetools.scores import format_table, score_table
 
 def build(root):
     """release/ and solutions/ (and the gradebook's copy of every cell) regenerated from source/."""
-    for assignment in assignments(root):
-        nbgrader(root, "generate_assignment", assignment, "--force")
-        nbgrader(root, "generate_solution", assignment, "--force")
+    nbgrader(root, "generate_assignment", "*", "--force")
+    nbgrader(root, "generate_solution", "*", "--force")
 
 
 def forget_examples(root):
@@ -37,11 +36,12 @@ def demo(root):
     """The whole flow on the bundled example submissions, with nbgrader's own commands."""
     build(root)
     forget_examples(root)
-    examples = EXAMPLE_STUDENT_PREFIX + "*"
     for assignment in assignments(root):
         submit_examples(root, assignment)
-        nbgrader(root, "autograde", assignment, f"--student={examples}", "--force")
-        nbgrader(root, "generate_feedback", assignment, f"--student={examples}", "--force")
+    # one nbgrader run for all assignments: each run costs seconds of start-up
+    examples = EXAMPLE_STUDENT_PREFIX + "*"
+    nbgrader(root, "autograde", "*", f"--student={examples}", "--force")
+    nbgrader(root, "generate_feedback", "*", f"--student={examples}", "--force")
     nbgrader(root, "export")
     print_scores(root)
 

@@ -2,8 +2,7 @@
 
 The copy runs the main command (`course demo`) twice, as an instructor would, and then autogrades
 the test students: the source notebook itself, the untouched release, and the reference solution with
-the answer cells of each file grader_tests/answers/<student>/<assignment>.py, all in one nbgrader run
-per assignment.
+the answer cells of each file grader_tests/answers/<student>/<assignment>.py, all in one nbgrader run.
 """
 
 import json
@@ -86,7 +85,7 @@ def course(tmp_path_factory):
         submit(root, assignment, TEST_STUDENT_PREFIX + "release", release)
         for student, path in answer_files(assignment).items():
             submit(root, assignment, student, fill_answers(solution, read_answers(path)))
-        nbgrader(root, "autograde", assignment, f"--student={TEST_STUDENT_PREFIX}*", "--force")
+    nbgrader(root, "autograde", "*", f"--student={TEST_STUDENT_PREFIX}*", "--force")
     return Course(root, outputs)
 
 

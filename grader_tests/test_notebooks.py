@@ -31,14 +31,15 @@ def lines_of(notebook):
     return {line.strip() for cell in notebook.cells for line in cell.source.splitlines()}
 
 
-def secret_lines(notebook):
-    """Lines of the solution and hidden-test regions that appear nowhere else in the notebook."""
+def secret_lines(notebook, regions=("SOLUTION", "HIDDEN TESTS")):
+    """Lines of these regions that appear nowhere else in the notebook, other regions included."""
     inside, outside = set(), set()
     for cell in notebook.cells:
+        for kind, body in REGION.findall(cell.source):
+            (inside if kind in regions else outside).update(body.splitlines())
         outside.update(REGION.sub("", cell.source).splitlines())
-        for _, region in REGION.findall(cell.source):
-            inside.update(line.strip() for line in region.splitlines())
     outside = {line.strip() for line in outside}
+    inside = {line.strip() for line in inside}
     return {line for line in inside - outside if len(re.findall(r"\w", line)) >= 4}
 
 
@@ -69,6 +70,21 @@ def test_every_test_cell_opens_with_a_docstring(assignment):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_no_test_cell_ends_with_an_expression(assignment):
+    """nbgrader reads a number that a test cell displays as its partial-credit score: display nothing."""
+    for cell in nbgrader_cells(read("source", assignment), grade=True, solution=False):
+        last = ast.parse(cell.source).body[-1]
+        is_docstring_only = len(ast.parse(cell.source).body) == 1
+        assert is_docstring_only or not isinstance(last, ast.Expr) or _is_call_of_a_check(last), cell.id
+
+
+def _is_call_of_a_check(statement):
+    """expect_*(...) calls return None, so they display nothing."""
+    func = getattr(statement.value, "func", None)
+    return isinstance(func, ast.Name) and func.id.startswith("expect_")
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_source_has_manually_graded_question(assignment):
     written = nbgrader_cells(read("source", assignment), grade=True, solution=True)
     assert any(cell.cell_type == "markdown" and cell.metadata["nbgrader"]["points"] > 0 for cell in written)
@@ -77,16 +93,11 @@ def test_source_has_manually_graded_question(assignment):
 @pytest.mark.parametrize("kind", ["release", "solutions"])
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_published_notebooks_hold_no_hidden_test(kind, assignment):
-    source = read("source", assignment)
     published = lines_of(read(kind, assignment))
     assert not any("HIDDEN TESTS" in line for line in published)
-    hidden = {
-        line.strip()
-        for cell in source.cells
-        for region in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", cell.source, re.DOTALL)
-        for line in region.splitlines()
-    }
-    leaked = sorted(hidden & secret_lines(source) & published)
+    hidden = secret_lines(read("source", assignment), regions=("HIDDEN TESTS",))
+    assert hidden, "the source should have hidden-test lines to look for"
+    leaked = sorted(hidden & published)
     assert not leaked, f"hidden test lines in {kind}/{assignment}: {leaked}"
 
 

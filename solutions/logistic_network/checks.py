@@ -35,9 +35,9 @@ def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=Non
         try:
             return func(*args, **kwargs)
         except Warning as warning:
-            raise AssertionError(f"{name} warned {type(warning).__name__}: {warning}") from warning
+            raise AssertionError(f"{name} warned {type(warning).__name__}: {_clip(warning)}") from warning
         except Exception as error:
-            raise AssertionError(f"{name} raised {type(error).__name__}: {error}") from error
+            raise AssertionError(f"{name} raised {type(error).__name__}: {_clip(error)}") from error
 
 
 @contextlib.contextmanager
@@ -157,6 +157,11 @@ def _short(value, limit=80):
     text = np.array2string(np.asarray(value), threshold=8, edgeitems=3, separator=", ")
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _clip(error, limit=300):
+    text = str(error)
+    return text if len(text) <= limit else text[: limit - 5] + " ..."
 
 
 def _join(message, hint):
