@@ -2,13 +2,17 @@
 
 import os
 
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
     ClearHiddenTests,
     ClearMarkScheme,
     ClearOutput,
+    GetGrades,
     IncludeHeaderFooter,
     LockCells,
 )
+
+from coursetools.feedback import HideHiddenTests
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
@@ -34,3 +38,7 @@ c.GenerateSolution.preprocessors = [
     ClearHiddenTests,
     ClearMarkScheme,
 ]
+
+# Feedback shows every test cell's points and failure message, but no hidden-test source: plain nbgrader
+# would copy the hidden tests into every student's feedback.
+c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]

@@ -2,10 +2,21 @@
 
 import argparse
 import shutil
+import sys
+import tempfile
+from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from coursetools.course import EXAMPLE_STUDENT_PREFIX, assignments, find_root, nbgrader
+from coursetools import corpus
+from coursetools.course import (
+    EXAMPLE_STUDENT_PREFIX,
+    assignments,
+    copy_course,
+    find_root,
+    nbgrader,
+    put_environment_on_path,
+)
 from coursetools.examples import submit_examples
 from coursetools.scores import format_table, score_table
 
@@ -34,8 +45,8 @@ def forget_examples(root):
 
 def demo(root):
     """The whole flow on the bundled example submissions, with nbgrader's own commands."""
+    forget_examples(root)  # first: nbgrader refuses to change cells that submissions were graded on
     build(root)
-    forget_examples(root)
     for assignment in assignments(root):
         submit_examples(root, assignment)
     # one nbgrader run for all assignments: each run costs seconds of start-up
@@ -44,6 +55,23 @@ def demo(root):
     nbgrader(root, "generate_feedback", "*", f"--student={examples}", "--force")
     nbgrader(root, "export")
     print_scores(root)
+
+
+def mutation_score(root):
+    """Grade the answer corpus in a throw-away copy of the course and print the mutation score."""
+    with tempfile.TemporaryDirectory(prefix="corpus-") as folder:
+        copy = Path(folder)
+        copy_course(root, copy, parts=("nbgrader_config.py", "source", str(corpus.CORPUS)))
+        build(copy)
+        entries = corpus.submit_corpus(copy, corpus.read_corpus(copy), prefix="corpus-")
+        nbgrader(copy, "autograde", "*", "--student=corpus-*", "--force")
+        corpus.record_results(copy, entries)
+    print()
+    print("\n".join(corpus.score_lines(entries)))
+    problems = corpus.problem_lines(entries)
+    if problems:
+        print("\nNot graded as declared:", *problems, sep="\n  ")
+        sys.exit(1)
 
 
 def print_scores(root):
@@ -58,6 +86,10 @@ def main(argv=None):
     commands.add_parser("demo", help="build, then autograde the example submissions, write feedback, "
                         "export grades.csv and print the scores")
     commands.add_parser("scores", help="print the score table of the gradebook")
+    commands.add_parser("mutation-score", help="grade the answer corpus of grader_tests/corpus and print, "
+                        "per function, correct answers at full marks and mistakes caught")
     args = parser.parse_args(argv)
+    put_environment_on_path()
     root = find_root()
-    {"build": build, "demo": demo, "scores": print_scores}[args.command](root)
+    commands = {"build": build, "demo": demo, "scores": print_scores, "mutation-score": mutation_score}
+    commands[args.command](root)

@@ -1,6 +1,7 @@
 """The course directory: where it is, which assignments it holds, and nbgrader's commands run in it."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,19 +29,33 @@ def notebook_path(root, kind, assignment, student=None):
     return folder / assignment / f"{assignment}.ipynb"
 
 
-def nbgrader(root, *args, quiet=True):
-    """Run one nbgrader command in the course directory; raise if it fails.
+def put_environment_on_path():
+    """nbgrader runs `alembic` to create a gradebook: this Python's bin folder must be on PATH, also
+    when the environment is not activated (as with `.venv/bin/course`)."""
+    bin_folder = str(Path(sys.executable).parent)
+    if bin_folder not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_folder, os.environ.get("PATH", "")])
 
-    nbgrader runs `alembic` to create the gradebook, so this Python's bin folder must be on PATH even
-    when the environment is not activated.
-    """
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+
+def nbgrader(root, *args, quiet=True):
+    """Run one nbgrader command in the course directory; raise if it fails."""
+    put_environment_on_path()
     # nbgrader 0.9 with SQLAlchemy 2 prints harmless SAWarnings on every gradebook write
     command = [sys.executable, "-W", "ignore:Object of type", "-m", "nbgrader", *args]
     if quiet:
         command.append("--log-level=WARN")
     print("$ nbgrader", " ".join(args), flush=True)
-    completed = subprocess.run(command, cwd=root, env=env, check=False)
+    completed = subprocess.run(command, cwd=root, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"nbgrader {' '.join(args)} failed with exit code {completed.returncode}")
+
+
+def copy_course(root, target, parts=("nbgrader_config.py", "source", "examples")):
+    """Copy what grading needs into `target`, a fresh course directory (checks.py links become files)."""
+    for name in parts:
+        source = root / name
+        if source.is_dir():
+            shutil.copytree(source, target / name)
+        else:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target / name)

@@ -1,11 +1,16 @@
 """Grading for real through nbgrader: what each kind of submission scores, cell by cell."""
 
 import csv
+import html
+import re
 
+import nbformat
 import pytest
-from conftest import ASSIGNMENTS, ROOT, TEST_STUDENT_PREFIX, answer_files
+from conftest import ASSIGNMENTS, ROOT, TEST_STUDENT_PREFIX, lines_of, secret_lines
+from nbconvert import HTMLExporter
 
-from coursetools.course import EXAMPLE_STUDENT_PREFIX
+from coursetools import corpus
+from coursetools.course import EXAMPLE_STUDENT_PREFIX, notebook_path
 from coursetools.examples import example_students, read_answers
 from coursetools.scores import format_table, score_table
 
@@ -34,33 +39,90 @@ def test_correct_example_gets_full_marks_and_untouched_example_zero(course, assi
     assert all(score == 0 for score, _ in untouched.values()), untouched
 
 
-def answer_cases():
+def mistake_cases():
     return [
         pytest.param(assignment, student, path, id=f"{assignment}-{student}")
         for assignment in ASSIGNMENTS
-        for files in (example_students(ROOT, assignment), answer_files(assignment))
-        for student, path in files.items()
+        for student, path in example_students(ROOT, assignment).items()
         if path is not None
     ]
 
 
-@pytest.mark.parametrize(("assignment", "student", "path"), answer_cases())
-def test_answers_lose_exactly_the_points_of_their_cells(course, assignment, student, path):
-    """Each answer file fails the test cells that it declares, and no other."""
+@pytest.mark.parametrize(("assignment", "student", "path"), mistake_cases())
+def test_example_mistakes_lose_exactly_the_points_of_their_cells(course, assignment, student, path):
+    """Each bundled mistake fails the test cells that its answer file names, and no other."""
     assert course.failed_cells(assignment, student) == declared_failures(path)
     scores = course.test_cell_scores(assignment, student)
     lost = sum(most - score for score, most in scores.values())
     assert lost == sum(scores[cell][1] for cell in declared_failures(path))
 
 
-@pytest.mark.parametrize("assignment", [a for a in ASSIGNMENTS if (f"{TEST_STUDENT_PREFIX}noisy-correct"
-                                                                      in answer_files(a))])
-def test_noisy_correct_answers_did_write_to_stderr(course, assignment):
-    """The full marks of the noisy answers mean something: their notebook really wrote to stderr."""
-    notebook = course.autograded(assignment, TEST_STUDENT_PREFIX + "noisy-correct")
-    streams = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs
-               if o.output_type == "stream" and o.name == "stderr"]
-    assert any("ConvergenceWarning" in o.text for o in streams), "no ConvergenceWarning was printed"
+CORPUS = corpus.read_corpus(ROOT)
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_corpus_has_three_correct_and_four_wrong_answers_per_graded_function(assignment):
+    source = nbformat.read(notebook_path(ROOT, "source", assignment), as_version=4)
+    functions = corpus.grade_cells_by_answer(source)
+    assert set(CORPUS.get(assignment, {})) == set(functions), "a corpus file for every answer cell"
+    for function, entries in CORPUS[assignment].items():
+        assert sum(e.correct for e in entries) >= 3, f"{function}: fewer than 3 correct answers"
+        assert sum(not e.correct for e in entries) >= 4, f"{function}: fewer than 4 wrong answers"
+        for entry in entries:
+            names_only_its_cells = set(entry.answer.fails) <= set(functions[function])
+            assert names_only_its_cells, f"{entry.label}: names cells of another function"
+
+
+def corpus_cases():
+    return [
+        pytest.param(assignment, function, index, id=f"{function}-{index}-{entry.label}")
+        for assignment, functions in CORPUS.items()
+        for function, entries in functions.items()
+        for index, entry in enumerate(entries)
+    ]
+
+
+@pytest.mark.parametrize(("assignment", "function", "index"), corpus_cases())
+def test_corpus_answer_grades_as_declared(course, assignment, function, index):
+    """A correct answer gets full marks on its function; a wrong one loses exactly the cells it names."""
+    entry = [e for e in course.corpus_entries if (e.assignment, e.function) == (assignment, function)][index]
+    if entry.correct:
+        assert entry.lost == set(), f"a correct answer lost points in {sorted(entry.lost)}"
+    else:
+        assert entry.lost, "a wrong answer got full marks"
+        assert entry.lost == set(entry.answer.fails)
+
+
+def test_corpus_submissions_lose_points_only_where_their_answers_say(course):
+    """No answer costs points in the cells of another function of the same submission."""
+    by_student = {}
+    for entry in course.corpus_entries:
+        by_student.setdefault((entry.assignment, entry.student), set()).update(entry.answer.fails)
+    for (assignment, student), declared in by_student.items():
+        assert course.failed_cells(assignment, student) == declared, student
+
+
+def test_mutation_score_is_complete(course):
+    lines = corpus.score_lines(course.corpus_entries)
+    assert lines[-1].split() == ["100", "%", "100", "%"], "\n".join(lines)
+    assert corpus.problem_lines(course.corpus_entries) == []
+
+
+def test_correct_answers_that_write_to_stderr_keep_full_marks(course):
+    """The ConvergenceWarning of a correct answer really reached stderr, and cost nothing."""
+    noisy = [e for e in course.corpus_entries if "ConvergenceWarning" in e.label]
+    assert noisy, "the corpus should hold a correct answer that warns"
+    for entry in noisy:
+        assert entry.correct and entry.lost == set()
+        notebook = course.autograded(entry.assignment, entry.student)
+        streams = [
+            output.text
+            for cell in notebook.cells
+            if cell.cell_type == "code"
+            for output in cell.outputs
+            if output.output_type == "stream" and output.name == "stderr"
+        ]
+        assert any("ConvergenceWarning" in text for text in streams), "no ConvergenceWarning was printed"
 
 
 def test_main_command_writes_feedback_for_every_example_student(course):
@@ -91,3 +153,46 @@ def test_rerunning_the_main_command_gives_the_same_result(course):
     students = set(score_table(course.db_url)["student"])
     examples = {s for s in students if s.startswith(EXAMPLE_STUDENT_PREFIX)}
     assert examples == {s for a in ASSIGNMENTS for s in example_students(ROOT, a)}
+
+
+def page_lines(html_page):
+    """The lines of text a student reads on an HTML page (tags removed, entities decoded), stripped."""
+    return {line.strip() for line in html.unescape(re.sub(r"<[^>]+>", "", html_page)).splitlines()}
+
+
+def failure_messages(notebook):
+    """'ExceptionName: message' of every failed test cell of an autograded notebook."""
+    return [
+        f"{output.ename}: {output.evalue}"
+        for cell in notebook.cells
+        if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "error"
+    ]
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_feedback_shows_failure_messages_and_no_hidden_test_source(course, assignment):
+    hidden = secret_lines(nbformat.read(notebook_path(ROOT, "source", assignment), as_version=4),
+                          regions=("HIDDEN TESTS",))
+    for student in example_students(ROOT, assignment):
+        page = course.root / "feedback" / student / assignment / f"{assignment}.html"
+        lines = page_lines(page.read_text())
+        submitted = notebook_path(course.root, "submitted", assignment, student)
+        own = lines_of(nbformat.read(submitted, as_version=4))
+        leaked = sorted(hidden & lines - own)  # a student's own answer may share a line with the reference
+        assert not leaked, f"hidden test source in the feedback of {student}: {leaked[:3]}"
+        messages = failure_messages(course.autograded(assignment, student))
+        assert student.endswith("correct") or messages, f"{student} should have failed some tests"
+        for message in messages:
+            assert message.strip() in lines, f"feedback of {student} lacks the failure message {message!r}"
+
+
+def test_hidden_source_check_finds_what_plain_nbgrader_feedback_shows(course):
+    """The check above bites: rendering the autograded notebook as it is leaks hidden test lines."""
+    assignment = ASSIGNMENTS[0]
+    notebook = course.autograded(assignment, EXAMPLE_STUDENT_PREFIX + "mistakes")
+    lines = page_lines(HTMLExporter().from_notebook_node(notebook)[0])
+    hidden = secret_lines(nbformat.read(notebook_path(ROOT, "source", assignment), as_version=4),
+                          regions=("HIDDEN TESTS",))
+    assert hidden & lines

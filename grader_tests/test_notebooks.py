@@ -1,16 +1,13 @@
 """The notebooks themselves: valid nbgrader metadata, clean sources, releases that give nothing away."""
 
 import ast
-import re
 
 import nbformat
 import pytest
-from conftest import ASSIGNMENTS, ROOT, load_json
+from conftest import ASSIGNMENTS, ROOT, lines_of, load_json, secret_lines
 from nbgrader.preprocessors import CheckCellMetadata
 
 from coursetools.course import notebook_path
-
-REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.DOTALL)
 
 
 def read(kind, assignment):
@@ -25,22 +22,6 @@ def nbgrader_cells(notebook, **flags):
         if all(cell.metadata.get("nbgrader", {}).get(flag, False) == value for flag, value in flags.items())
         and "nbgrader" in cell.metadata
     ]
-
-
-def lines_of(notebook):
-    return {line.strip() for cell in notebook.cells for line in cell.source.splitlines()}
-
-
-def secret_lines(notebook, regions=("SOLUTION", "HIDDEN TESTS")):
-    """Lines of these regions that appear nowhere else in the notebook, other regions included."""
-    inside, outside = set(), set()
-    for cell in notebook.cells:
-        for kind, body in REGION.findall(cell.source):
-            (inside if kind in regions else outside).update(body.splitlines())
-        outside.update(REGION.sub("", cell.source).splitlines())
-    outside = {line.strip() for line in outside}
-    inside = {line.strip() for line in inside}
-    return {line for line in inside - outside if len(re.findall(r"\w", line)) >= 4}
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -73,15 +54,18 @@ def test_every_test_cell_opens_with_a_docstring(assignment):
 def test_no_test_cell_ends_with_an_expression(assignment):
     """nbgrader reads a number that a test cell displays as its partial-credit score: display nothing."""
     for cell in nbgrader_cells(read("source", assignment), grade=True, solution=False):
-        last = ast.parse(cell.source).body[-1]
-        is_docstring_only = len(ast.parse(cell.source).body) == 1
-        assert is_docstring_only or not isinstance(last, ast.Expr) or _is_call_of_a_check(last), cell.id
+        body = ast.parse(cell.source).body
+        assert len(body) == 1 or displays_nothing(body[-1], body), f"{cell.id} ends with an expression"
 
 
-def _is_call_of_a_check(statement):
-    """expect_*(...) calls return None, so they display nothing."""
+def displays_nothing(statement, body):
+    """Not an expression, or a call of a check (expect_*) or of a function the cell defines itself:
+    these return None."""
+    if not isinstance(statement, ast.Expr):
+        return True
     func = getattr(statement.value, "func", None)
-    return isinstance(func, ast.Name) and func.id.startswith("expect_")
+    own_functions = {node.name for node in body if isinstance(node, ast.FunctionDef)}
+    return isinstance(func, ast.Name) and (func.id.startswith("expect_") or func.id in own_functions)
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

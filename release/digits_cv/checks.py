@@ -74,27 +74,38 @@ def expect_close(what, got, expected, *, rtol=1e-7, atol=1e-9, hint=""):
     """The values of `got` equal `expected` within rtol/atol, compared on np.ravel of both."""
     got_values = as_numbers(what, got).ravel()
     expected_values = np.asarray(expected, dtype=float).ravel()
+    _expect_same_values(what, got_values, expected_values, hint,
+                        lambda: np.isclose(got_values, expected_values, rtol=rtol, atol=atol))
+
+
+def expect_equal(what, got, expected, hint=""):
+    """`got` equals `expected` exactly (deterministic results: labels, KNN fold accuracies)."""
+    if np.ndim(expected) == 0:
+        if np.ndim(got) != 0 or not got == expected:
+            raise AssertionError(_join(f"{what} returned {_short(got)}; expected {_short(expected)}", hint))
+        return
+    got_values = as_numbers(what, got).ravel()
+    expected_values = np.asarray(expected, dtype=float).ravel()
+    _expect_same_values(what, got_values, expected_values, hint, lambda: got_values == expected_values)
+
+
+def _expect_same_values(what, got_values, expected_values, hint, compare):
+    """Same number of values, then compare() says which ones are right."""
     if got_values.size != expected_values.size:
         raise AssertionError(
             _join(f"{what} returned {got_values.size} values; expected {expected_values.size}", hint)
         )
-    wrong = ~np.isclose(got_values, expected_values, rtol=rtol, atol=atol)
-    if wrong.any():
-        first = int(np.flatnonzero(wrong)[0])
+    right = compare()
+    if not np.all(right):
+        first = int(np.flatnonzero(~right)[0])
         raise AssertionError(
             _join(
-                f"{what} is wrong at {int(wrong.sum())} of {expected_values.size} positions; "
-                f"first at position {first}: expected {expected_values[first]:.6g}, "
-                f"got {got_values[first]:.6g}",
+                f"{what} is wrong at {int((~right).sum())} of {expected_values.size} positions; "
+                f"first at position {first}: expected {expected_values[first]:.10g}, "
+                f"got {got_values[first]:.10g}",
                 hint,
             )
         )
-
-
-def expect_equal(what, got, expected, hint=""):
-    """`got` equals `expected` exactly (for deterministic results such as labels or KNN folds)."""
-    if np.shape(got) != np.shape(expected) or not np.array_equal(np.asarray(got), np.asarray(expected)):
-        raise AssertionError(_join(f"{what} returned {_short(got)}; expected {_short(expected)}", hint))
 
 
 def expect_columns(what, frame, names, hint=""):

@@ -1,0 +1,265 @@
+"""Grade a whole class: nbgrader's own autograde on several submissions at once, one gradebook writer.
+
+nbgrader grades one submission after another, and a submission that breaks it can leave that
+student's old scores in the gradebook. Here every submission is a job, graded by nbgrader's
+NbGraderAPI.autograde in a private scratch course (its own copy of the gradebook) by a worker
+process, locally or on a Dask cluster. Jobs and results are plain data (file contents), so workers
+need no access to the course directory. The coordinator alone writes the gradebook: it stores each
+autograded notebook and records its grades with nbgrader's own SaveAutoGrades and AssignLatePenalties,
+one submission at a time, so the gradebook ends as a serial `nbgrader autograde` would leave it.
+A submission that cannot be graded (broken notebook, missing notebook, deleted grade cells, time
+limit, dead kernel) gets zero automatic points in every cell that did not run, a comment and a flag
+for TAs, and a line in grading_flags.csv; the others are graded all the same.
+"""
+
+import csv
+import os
+import shutil
+import stat
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook
+from nbgrader.apps import NbGraderAPI
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
+from traitlets.config.loader import PyFileConfigLoader
+
+from coursetools import kernel
+
+FLAGS_FILE = "grading_flags.csv"
+
+
+@dataclass
+class Job:
+    """One submission to grade, with everything a worker needs."""
+
+    assignment: str
+    student: str
+    submission: dict  # relative path -> bytes, the student's files
+    course: dict  # relative path -> bytes: nbgrader_config.py, source/<assignment>/*, gradebook.db
+    problems: list = field(default_factory=list)  # found while reading the submission
+
+
+@dataclass
+class Result:
+    assignment: str
+    student: str
+    autograded: dict  # relative path -> bytes, nbgrader's autograded folder (empty when it failed)
+    reason: str = ""  # why the submission needs a TA's attention; empty when it graded cleanly
+    seconds: float = 0.0
+
+
+def load_config(root):
+    return PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+
+
+def read_tree(folder):
+    """{relative path: bytes} of the regular files under `folder`, and the problems met.
+
+    A student's files are data: links, devices and other special files are refused, never followed.
+    """
+    files, problems = {}, []
+    for path in sorted(Path(folder).rglob("*")):
+        mode = path.lstat().st_mode
+        relative = path.relative_to(folder).as_posix()
+        if stat.S_ISREG(mode):
+            files[relative] = path.read_bytes()
+        elif not stat.S_ISDIR(mode):
+            problems.append(f"{relative} is not a regular file (a link or a device): ignored")
+    return files, problems
+
+
+def find_submissions(root, assignments):
+    """(assignment, student) of every folder submitted/<student>/<assignment>, in order."""
+    return sorted(
+        (folder.name, folder.parent.name)
+        for folder in (root / "submitted").glob("*/*")
+        if folder.name in assignments and folder.is_dir() and not folder.is_symlink()
+    )
+
+
+def make_jobs(root, assignments):
+    gradebook = (root / "gradebook.db").read_bytes()
+    course_files = {}
+    for assignment in assignments:
+        source, _ = read_tree(root / "source" / assignment)
+        course_files[assignment] = {f"source/{assignment}/{name}": data for name, data in source.items()}
+        course_files[assignment]["nbgrader_config.py"] = (root / "nbgrader_config.py").read_bytes()
+        course_files[assignment]["gradebook.db"] = gradebook
+    jobs = []
+    for assignment, student in find_submissions(root, assignments):
+        submission, problems = read_tree(root / "submitted" / student / assignment)
+        jobs.append(Job(assignment, student, submission, course_files[assignment], problems))
+    return jobs
+
+
+def write_tree(folder, files):
+    for relative, data in files.items():
+        target = Path(folder) / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def grade_one(job):
+    """Grade one submission with nbgrader in a scratch course; runs in a worker process."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
+        scratch = Path(scratch)
+        write_tree(scratch, job.course)
+        write_tree(scratch / "submitted" / job.student / job.assignment, job.submission)
+        problems = list(job.problems) + notebook_problems(scratch, job)
+        api = NbGraderAPI(config=load_config(scratch))
+        killed_before = set(kernel.killed_for_time)
+        outcome = api.autograde(job.assignment, job.student, force=True, create=True)
+        if kernel.killed_for_time - killed_before:
+            problems.append("ran longer than the notebook time limit: stopped, the notebook scores zero")
+        elif not outcome["success"]:
+            problems.append(failure_reason(outcome.get("error") or outcome.get("log") or ""))
+        autograded, _ = read_tree(scratch / "autograded" / job.student / job.assignment)
+    return Result(job.assignment, job.student, autograded if outcome["success"] else {}, "; ".join(problems),
+                  time.perf_counter() - started)
+
+
+def notebook_problems(scratch, job):
+    """Notebooks missing from the submission, and submitted notebooks that nbformat cannot read."""
+    problems = []
+    expected = {p.name for p in (scratch / "source" / job.assignment).glob("*.ipynb")}
+    submitted = {Path(name).name for name in job.submission if name.endswith(".ipynb") and "/" not in name}
+    for name in sorted(expected - submitted):
+        problems.append(f"{name} is missing (renamed or not handed in): it scores zero")
+    for name in sorted(expected & submitted):
+        try:
+            nbformat.reads(job.submission[name].decode("utf-8"), as_version=4)
+        except Exception as error:  # any reason to be unreadable is the student's, and is reported
+            problems.append(f"{name} is not a readable notebook ({type(error).__name__}): it scores zero")
+    return problems
+
+
+def failure_reason(error):
+    lines = [line for line in error.strip().splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else "unknown error"
+    if "DeadKernelError" in error or "Kernel died" in error:
+        return f"the kernel died while running the notebook (a crash, os._exit or memory): {last[:200]}"
+    return f"nbgrader could not grade it: {last[:200]}"
+
+
+def record(root, result, config):
+    """Store one result in the course: the autograded files, and the grades in the gradebook."""
+    target = root / "autograded" / result.student / result.assignment
+    if target.exists():
+        shutil.rmtree(target)
+    write_tree(target, result.autograded)
+    coursedir = CourseDirectory(config=config, root=str(root))
+    db_url = coursedir.db_url
+    with Gradebook(db_url, coursedir.course_id) as gradebook:
+        gradebook.update_or_create_student(result.student)
+        submitted = root / "submitted" / result.student / result.assignment
+        timestamp = coursedir.get_existing_timestamp(str(submitted))
+        if timestamp:
+            gradebook.update_or_create_submission(result.assignment, result.student, timestamp=timestamp)
+        else:
+            gradebook.update_or_create_submission(result.assignment, result.student)
+        notebooks = [nb.name for nb in gradebook.find_assignment(result.assignment).notebooks]
+    graded = set()
+    for name in notebooks:
+        path = target / f"{name}.ipynb"
+        if not path.exists():
+            continue
+        notebook = nbformat.read(path, as_version=4)
+        resources = {"nbgrader": {"notebook": name, "assignment": result.assignment,
+                                  "student": result.student, "db_url": db_url}}
+        SaveAutoGrades(config=config).preprocess(notebook, resources)
+        AssignLatePenalties(config=config).preprocess(notebook, resources)
+        graded |= {(name, cell.metadata["nbgrader"]["grade_id"]) for cell in notebook.cells
+                   if cell.metadata.get("nbgrader", {}).get("grade")}
+    reason = result.reason
+    with Gradebook(db_url, coursedir.course_id) as gradebook:
+        submission = gradebook.find_submission(result.assignment, result.student)
+        missing = [(nb.name, grade.name) for nb in submission.notebooks for grade in nb.grades
+                   if (nb.name, grade.name) not in graded]
+        if missing and not reason:
+            reason = f"grade cells deleted or not run: {', '.join(cell for _, cell in missing[:5])}"
+        for nb in submission.notebooks:
+            nb.flagged = bool(reason)
+            for grade in nb.grades:
+                if (nb.name, grade.name) in missing:
+                    grade.auto_score = 0.0  # never an old score, never points for a cell that did not run
+                    grade.needs_manual_grade = True
+            for comment in nb.comments:
+                if reason:
+                    comment.auto_comment = f"Needs a TA: {reason}"
+        gradebook.db.commit()
+    return reason
+
+
+def write_flags(root, results):
+    """grading_flags.csv, next to grades.csv: every flagged submission with its reason (kept across runs
+    for submissions that were not graded this time)."""
+    path = root / FLAGS_FILE
+    rows = {}
+    if path.exists():
+        with path.open() as file:
+            rows = {(r["student"], r["assignment"]): r["reason"] for r in csv.DictReader(file)}
+    for result in results:
+        rows.pop((result.student, result.assignment), None)
+        if result.reason:
+            rows[(result.student, result.assignment)] = result.reason
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["student", "assignment", "reason"])
+        for (student, assignment), reason in sorted(rows.items()):
+            writer.writerow([student, assignment, reason])
+
+
+def run_jobs(jobs, workers, scheduler=None):
+    """Yield a Result per job as workers finish them: local worker processes, or a Dask cluster."""
+    if scheduler:
+        from dask.distributed import Client
+        from dask.distributed import as_completed as dask_completed
+
+        with Client(scheduler) as client:
+            for future in dask_completed(client.map(grade_one, jobs, pure=False)):
+                yield future.result()
+        return
+    # spawn: the coordinator has threads (the progress bar); forking a threaded process is unsafe
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                             initializer=_one_blas_thread) as pool:
+        futures = {pool.submit(grade_one, job): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                yield future.result()
+            except Exception as error:  # the worker itself died: report the job, go on with the others
+                yield Result(job.assignment, job.student, {}, f"the grading worker failed: {error!r}"[:300])
+
+
+def _one_blas_thread():
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
+
+
+def grade_class(root, assignments, workers=None, scheduler=None, quiet=False):
+    """Grade every submission of `assignments`; return the results (flagged ones have a reason)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    config = load_config(root)
+    jobs = make_jobs(root, assignments)
+    workers = workers or os.cpu_count() or 1
+    results, failed = [], 0
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn()]
+    with Progress(*columns, disable=quiet) as progress:
+        task = progress.add_task("grading", total=len(jobs), failed=0)
+        for result in run_jobs(jobs, workers, scheduler):
+            result.reason = record(root, result, config)
+            failed += bool(result.reason)
+            results.append(result)
+            progress.update(task, advance=1, failed=failed)
+    write_flags(root, results)
+    return results

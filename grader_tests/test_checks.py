@@ -1,0 +1,98 @@
+"""The comparison helpers that every notebook's tests use: they pass what is right, and fail what is
+wrong with a message that says what was expected and what came back."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coursetools import checks
+
+
+def fails_with(check, *args, **kwargs):
+    with pytest.raises(AssertionError) as failure:
+        check(*args, **kwargs)
+    return str(failure.value)
+
+
+def test_shape_message_names_both_shapes_and_the_hint():
+    message = fails_with(checks.expect_shape, "feedforward", np.zeros((100, 1)), (100,), hint="np.ravel it")
+    assert message == "feedforward returned shape (100, 1); expected (100,). np.ravel it"
+    checks.expect_shape("feedforward", np.zeros(100), (100,))
+
+
+def test_close_compares_raveled_values_with_tolerances_and_names_the_first_wrong_position():
+    checks.expect_close("f", np.array([[1.0], [2.0]]), [1.0, 2.0 + 1e-12])
+    message = fails_with(checks.expect_close, "f", [1.0, 2.5, 3.0], [1.0, 2.0, 3.0])
+    assert message == "f is wrong at 1 of 3 positions; first at position 1: expected 2, got 2.5"
+    assert "returned 2 values; expected 3" in fails_with(checks.expect_close, "f", [1, 2], [1, 2, 3])
+    assert "not numeric" in fails_with(checks.expect_close, "f", object(), [1.0])
+
+
+def test_equal_is_exact_for_folds_and_scalars():
+    folds = [0.9809523809523809, 0.9840764331210191]
+    checks.expect_equal("cross_validate", np.array(folds), folds)
+    message = fails_with(checks.expect_equal, "cross_validate", [0.9809523809523809, 0.9712], folds)
+    assert "first at position 1: expected 0.9840764331, got 0.9712" in message
+    checks.expect_equal("final_accuracy", 0.9888888888888889, 0.9888888888888889)
+    assert "expected 0.98888" in fails_with(checks.expect_equal, "final_accuracy", 0.99, 0.9888888888888889)
+    assert "expected" in fails_with(checks.expect_equal, "final_accuracy", np.array([0.98]), 0.98)
+
+
+def test_columns_tell_integer_names_from_strings():
+    checks.expect_columns("add_bias", pd.DataFrame(columns=[0, "bias"]), [0, "bias"])
+    message = fails_with(checks.expect_columns, "add_bias", pd.DataFrame(columns=["0", "bias"]), [0, "bias"])
+    assert message == "add_bias returned columns ['0', 'bias']; expected [0, 'bias']"
+
+
+def test_frame_checks_type_columns_index_and_values():
+    expected = pd.DataFrame({"a": [1.0, 2.0]}, index=[10, 20])
+    checks.expect_frame("f", expected.copy(), expected)
+    assert "returned ndarray; expected DataFrame" in fails_with(checks.expect_frame, "f", expected.to_numpy(),
+                                                                  expected)
+    assert "returned index" in fails_with(checks.expect_frame, "f", expected.reset_index(drop=True), expected)
+
+
+def test_inputs_unchanged_catches_a_function_that_modifies_its_input_and_keeps_the_callers_copy():
+    def relu_in_place(x):
+        x[x < 0] = 0
+        return x
+
+    data = np.array([-1.0, 2.0])
+    assert fails_with(checks.expect_inputs_unchanged, relu_in_place, data) == (
+        "relu_in_place (argument 1) changed its input; work on a copy (e.g. frame.copy()) instead"
+    )
+    assert data.tolist() == [-1.0, 2.0]
+    checks.expect_inputs_unchanged(lambda coefs: [c * 2 for c in coefs], [np.ones(2), np.ones((2, 3))])
+
+
+def test_call_silences_warnings_and_stderr_unless_warnings_are_forbidden(capsys):
+    def noisy(z):
+        import sys
+
+        print("debug", file=sys.stderr)
+        warnings.warn("not converged", stacklevel=1)
+        return np.exp(-z)
+
+    assert checks.call(noisy, 1000.0) == 0.0
+    assert capsys.readouterr().err == ""
+    assert fails_with(checks.call, lambda z: np.exp(z), 1000.0, allow_warnings=False).startswith(
+        "<lambda> warned RuntimeWarning: overflow"
+    )
+
+
+def test_call_reports_the_students_exception_and_seeds_numpy():
+    def broken(x):
+        raise KeyError("[316, 322, 324] not in index" * 50)
+
+    message = fails_with(checks.call, broken, 1)
+    assert message.startswith("broken raised KeyError:") and len(message) < 350
+    assert checks.call(np.random.random) == checks.call(np.random.random)
+
+
+def test_call_replaces_globals_of_the_students_function_for_the_call_only():
+    namespace = {"helper": lambda: "student"}
+    exec("def answer():\n    return helper()", namespace)  # a function defined in a notebook cell
+    assert checks.call(namespace["answer"], replace={"helper": lambda: "reference"}) == "reference"
+    assert namespace["answer"]() == "student"
