@@ -28,6 +28,11 @@ c.CourseDirectory.solution_directory = "solutions"
 
 # Seconds one cell may run before nbgrader interrupts it and scores it as failed.
 c.Execute.timeout = 60
+# Seconds a whole notebook may run: then its kernel is killed and the submission flagged for a TA.
+# Bytes of address space a kernel may use: beyond, the student's cell fails with a MemoryError.
+c.Execute.kernel_manager_class = "coursetools.kernel.GradingKernelManager"
+c.GradingKernelManager.notebook_timeout = 600
+c.GradingKernelManager.memory_limit = 4 * 1024**3
 
 # Published solutions show the reference answers but neither the hidden tests (they are reused every
 # term) nor the TAs' mark scheme, and carry no outputs, so regenerating them is repeatable.

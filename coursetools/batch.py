@@ -109,18 +109,21 @@ def write_tree(folder, files):
 def grade_one(job):
     """Grade one submission with nbgrader in a scratch course; runs in a worker process."""
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
+    # in memory where the machine has a tmpfs: the scratch gradebook's commits then cost no disk syncs
+    memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="grade-", dir=memory) as scratch:
         scratch = Path(scratch)
         write_tree(scratch, job.course)
         write_tree(scratch / "submitted" / job.student / job.assignment, job.submission)
-        problems = list(job.problems) + notebook_problems(scratch, job)
+        unreadable = notebook_problems(scratch, job)
+        problems = list(job.problems) + unreadable + drop_duplicated_grade_cells(scratch, job)
         api = NbGraderAPI(config=load_config(scratch))
         killed_before = set(kernel.killed_for_time)
         outcome = api.autograde(job.assignment, job.student, force=True, create=True)
         if kernel.killed_for_time - killed_before:
             problems.append("ran longer than the notebook time limit: stopped, the notebook scores zero")
-        elif not outcome["success"]:
-            problems.append(failure_reason(outcome.get("error") or outcome.get("log") or ""))
+        elif not outcome["success"] and not unreadable:
+            problems.append(failure_reason(f"{outcome.get('error') or ''}\n{outcome.get('log') or ''}"))
         autograded, _ = read_tree(scratch / "autograded" / job.student / job.assignment)
     return Result(job.assignment, job.student, autograded if outcome["success"] else {}, "; ".join(problems),
                   time.perf_counter() - started)
@@ -141,12 +144,36 @@ def notebook_problems(scratch, job):
     return problems
 
 
-def failure_reason(error):
-    lines = [line for line in error.strip().splitlines() if line.strip()]
-    last = lines[-1].strip() if lines else "unknown error"
-    if "DeadKernelError" in error or "Kernel died" in error:
-        return f"the kernel died while running the notebook (a crash, os._exit or memory): {last[:200]}"
-    return f"nbgrader could not grade it: {last[:200]}"
+def drop_duplicated_grade_cells(scratch, job):
+    """Keep the first cell of every grade id: nbgrader cannot grade a notebook with duplicated grade
+    cells, and the first one is the cell that nbgrader restores from the gradebook anyway."""
+    problems = []
+    for path in sorted((scratch / "submitted" / job.student / job.assignment).glob("*.ipynb")):
+        try:
+            notebook = nbformat.read(path, as_version=4)
+        except Exception:  # unreadable notebooks are reported by notebook_problems
+            continue
+        seen, kept = set(), []
+        for cell in notebook.cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id and grade_id in seen:
+                problems.append(f"{path.name}: a second cell {grade_id!r} was removed before grading")
+                continue
+            seen.add(grade_id)
+            kept.append(cell)
+        if len(kept) < len(notebook.cells):
+            notebook.cells = kept
+            nbformat.write(notebook, path)
+    return problems
+
+
+def failure_reason(text):
+    """Why nbgrader failed, in one line, from its error and log."""
+    if "DeadKernelError" in text or "Kernel died" in text:
+        return "the kernel died while running the notebook (a crash, os._exit or memory): it scores zero"
+    errors = [line.strip() for line in text.splitlines()
+              if "Error" in line and "NbGraderException" not in line]
+    return f"nbgrader could not grade it: {(errors[-1] if errors else 'unknown error')[:200]}"
 
 
 def record(root, result, config):
@@ -166,7 +193,7 @@ def record(root, result, config):
         else:
             gradebook.update_or_create_submission(result.assignment, result.student)
         notebooks = [nb.name for nb in gradebook.find_assignment(result.assignment).notebooks]
-    graded = set()
+    graded, memory = set(), ""
     for name in notebooks:
         path = target / f"{name}.ipynb"
         if not path.exists():
@@ -178,7 +205,10 @@ def record(root, result, config):
         AssignLatePenalties(config=config).preprocess(notebook, resources)
         graded |= {(name, cell.metadata["nbgrader"]["grade_id"]) for cell in notebook.cells
                    if cell.metadata.get("nbgrader", {}).get("grade")}
-    reason = result.reason
+        errors = {output.get("ename") for cell in notebook.cells for output in cell.get("outputs", [])}
+        if "MemoryError" in errors:
+            memory = f"{name}.ipynb ran out of memory (MemoryError at the kernel's memory limit)"
+    reason = "; ".join(r for r in (result.reason, memory) if r)
     with Gradebook(db_url, coursedir.course_id) as gradebook:
         submission = gradebook.find_submission(result.assignment, result.student)
         missing = [(nb.name, grade.name) for nb in submission.notebooks for grade in nb.grades
@@ -224,19 +254,24 @@ def run_jobs(jobs, workers, scheduler=None):
         from dask.distributed import as_completed as dask_completed
 
         with Client(scheduler) as client:
-            for future in dask_completed(client.map(grade_one, jobs, pure=False)):
-                yield future.result()
+            futures = client.map(grade_one, jobs, pure=False)
+            job_of = {future.key: job for future, job in zip(futures, jobs, strict=True)}
+            for future in dask_completed(futures):
+                yield _result_or_failure(future, job_of[future.key])
         return
     # spawn: the coordinator has threads (the progress bar); forking a threaded process is unsafe
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                              initializer=_one_blas_thread) as pool:
         futures = {pool.submit(grade_one, job): job for job in jobs}
         for future in as_completed(futures):
-            job = futures[future]
-            try:
-                yield future.result()
-            except Exception as error:  # the worker itself died: report the job, go on with the others
-                yield Result(job.assignment, job.student, {}, f"the grading worker failed: {error!r}"[:300])
+            yield _result_or_failure(future, futures[future])
+
+
+def _result_or_failure(future, job):
+    try:
+        return future.result()
+    except Exception as error:  # the worker itself failed: report this job, go on with the others
+        return Result(job.assignment, job.student, {}, f"the grading worker failed: {error!r}"[:300])
 
 
 def _one_blas_thread():

@@ -4,11 +4,12 @@ import argparse
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from coursetools import corpus
+from coursetools import batch, corpus, report
 from coursetools.course import (
     EXAMPLE_STUDENT_PREFIX,
     assignments,
@@ -55,6 +56,7 @@ def demo(root):
     nbgrader(root, "generate_feedback", "*", f"--student={examples}", "--force")
     nbgrader(root, "export")
     print_scores(root)
+    print(f"\nclass report: {report.write_report(root)}")
 
 
 def mutation_score(root):
@@ -74,6 +76,24 @@ def mutation_score(root):
         sys.exit(1)
 
 
+def grade(root, args):
+    """Grade every submission of the chosen assignments in parallel; write grades.csv and the report."""
+    chosen = args.assignments or assignments(root)
+    unknown = sorted(set(chosen) - set(assignments(root)))
+    if unknown:
+        sys.exit(f"no such assignment: {', '.join(unknown)}")
+    results = batch.grade_class(root, chosen, workers=args.workers, scheduler=args.dask_scheduler,
+                                quiet=args.quiet)
+    nbgrader(root, "export")
+    flagged = [r for r in results if r.reason]
+    print(f"graded {len(results)} submissions; {len(flagged)} need a TA's attention")
+    for result in flagged:
+        print(f"  {result.student} / {result.assignment}: {result.reason}")
+    print(f"class report: {report.write_report(root)}")
+    if flagged:
+        sys.exit(1)
+
+
 def print_scores(root):
     print()
     print(format_table(score_table(f"sqlite:///{root / 'gradebook.db'}")))
@@ -88,8 +108,23 @@ def main(argv=None):
     commands.add_parser("scores", help="print the score table of the gradebook")
     commands.add_parser("mutation-score", help="grade the answer corpus of grader_tests/corpus and print, "
                         "per function, correct answers at full marks and mistakes caught")
+    grading = commands.add_parser("grade", help="grade every submission in submitted/, several at once; exit "
+                                  "code 1 when a submission needs a TA's attention")
+    grading.add_argument("assignments", nargs="*", help="assignments to grade (default: all)")
+    grading.add_argument("--workers", type=int, default=None, help="submissions graded at once "
+                         "(default: the number of cores)")
+    grading.add_argument("--dask-scheduler", metavar="ADDRESS", help="send the grading jobs to this Dask "
+                         "scheduler instead of local worker processes")
+    grading.add_argument("--quiet", action="store_true", help="no progress bar (for CI and cron)")
+    commands.add_parser("report", help="write class_report.html and class_report.csv from the gradebook")
     args = parser.parse_args(argv)
     put_environment_on_path()
+    # nbgrader 0.9 with SQLAlchemy 2 warns on every gradebook write; nothing is wrong
+    warnings.filterwarnings("ignore", message="Object of type")
     root = find_root()
-    commands = {"build": build, "demo": demo, "scores": print_scores, "mutation-score": mutation_score}
+    if args.command == "grade":
+        grade(root, args)
+        return
+    commands = {"build": build, "demo": demo, "scores": print_scores, "mutation-score": mutation_score,
+                "report": lambda root: print(report.write_report(root))}
     commands[args.command](root)

@@ -43,7 +43,7 @@ def nbgrader(root, *args, quiet=True):
     # nbgrader 0.9 with SQLAlchemy 2 prints harmless SAWarnings on every gradebook write
     command = [sys.executable, "-W", "ignore:Object of type", "-m", "nbgrader", *args]
     if quiet:
-        command.append("--log-level=WARN")
+        command.append("--log-level=ERROR")  # nbgrader warns of harmless things on every run
     print("$ nbgrader", " ".join(args), flush=True)
     completed = subprocess.run(command, cwd=root, check=False)
     if completed.returncode != 0:

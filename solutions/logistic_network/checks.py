@@ -36,6 +36,8 @@ def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=Non
             return func(*args, **kwargs)
         except Warning as warning:
             raise AssertionError(f"{name} warned {type(warning).__name__}: {_clip(warning)}") from warning
+        except NotImplementedError as error:
+            raise AssertionError(f"{name} is not written yet (it raises NotImplementedError)") from error
         except Exception as error:
             raise AssertionError(f"{name} raised {type(error).__name__}: {_clip(error)}") from error
 
