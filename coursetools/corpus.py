@@ -23,7 +23,7 @@ import nbformat
 from nbgrader.api import Gradebook
 
 from coursetools.course import notebook_path
-from coursetools.examples import Answer, fill_answers, submit
+from coursetools.examples import Answer, fill_answers, percent_blocks, submit
 
 CORPUS = Path("grader_tests") / "corpus"
 _HEADER = re.compile(r"^# %% (?P<kind>correct|wrong): (?P<label>.*?)(?:\s*\|\s*fails:\s*(?P<fails>.*))?$")
@@ -44,19 +44,11 @@ class Entry:
 
 def read_entries(path, assignment):
     """The entries of one corpus file, in file order."""
-    entries, lines = [], None
-    for line in Path(path).read_text().splitlines():
-        header = _HEADER.match(line)
-        if header:
-            fails = [name.strip() for name in (header["fails"] or "").split(",") if name.strip()]
-            answer = Answer(Path(path).stem, "", fails)
-            correct = header["kind"] == "correct"
-            entries.append(Entry(assignment, Path(path).stem, correct, header["label"], answer))
-            lines = []
-        elif lines is not None:
-            lines.append(line)
-            entries[-1].answer.source = "\n".join(lines).strip("\n")
-    return entries
+    function = Path(path).stem
+    return [
+        Entry(assignment, function, match["kind"] == "correct", match["label"], Answer(function, body, fails))
+        for match, body, fails in percent_blocks(path, _HEADER)
+    ]
 
 
 def read_corpus(root):

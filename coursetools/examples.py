@@ -34,18 +34,26 @@ class Answer:
     fails: list[str] = field(default_factory=list)
 
 
-def read_answers(path):
-    """The answers of an answer file, in file order."""
-    answers, lines = [], None
+def percent_blocks(path, header):
+    """(header match, body, cells named after "fails:") of each "# %% ..." block of a file, in order.
+
+    `header` is a regular expression for the block's first line, with an optional group "fails".
+    """
+    blocks, lines = [], None
     for line in Path(path).read_text().splitlines():
-        header = _HEADER.match(line)
-        if header:
-            fails = [name.strip() for name in (header["fails"] or "").split(",") if name.strip()]
-            answers.append(Answer(header["cell"], "", fails))
+        match = header.match(line)
+        if match:
             lines = []
+            fails = [name.strip() for name in (match["fails"] or "").split(",") if name.strip()]
+            blocks.append((match, lines, fails))
         elif lines is not None:
             lines.append(line)
-            answers[-1].source = "\n".join(lines).strip("\n")
+    return [(match, "\n".join(lines).strip("\n"), fails) for match, lines, fails in blocks]
+
+
+def read_answers(path):
+    """The answers of an answer file, in file order."""
+    answers = [Answer(match["cell"], body, fails) for match, body, fails in percent_blocks(path, _HEADER)]
     if not answers:
         raise ValueError(f"{path}: no '# %% <answer cell>' block")
     return answers
