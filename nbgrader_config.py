@@ -2,16 +2,25 @@
 
 import os
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
     ClearHiddenTests,
     ClearMarkScheme,
     ClearOutput,
+    DeduplicateIds,
     GetGrades,
+    IgnorePattern,
     IncludeHeaderFooter,
+    LimitOutput,
     LockCells,
+    OverwriteCells,
+    OverwriteKernelspec,
+    SaveAutoGrades,
 )
 
+from coursetools.autograde import GradingExecute, RestoreCellMetadata, refuse_links
 from coursetools.feedback import HideHiddenTests
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
@@ -25,6 +34,31 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 c.CourseDirectory.course_id = "lesson24-deep-learning-fundamentals-1"
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.solution_directory = "solutions"
+
+# Student code is untrusted. Every grading kernel runs in a sandbox (coursetools/kernel.py: no course
+# files, no network, its own user, bounded memory, processes and CPU; needs bubblewrap). nbgrader's own
+# autograde steps, with three changes (coursetools/autograde.py): a submission's links are moved aside
+# before nbgrader copies it; cells get the instructor's metadata back (a student's `skip-execution` tag
+# on a test has no effect); and the notebook runs with canaries after each test cell, zero points for
+# tests that did not run or ran after tampering, and an output limit.
+c.Autograde.pre_convert_hook = refuse_links
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    OverwriteCells,
+    RestoreCellMetadata,
+    CheckCellMetadata,
+]
+c.Autograde.autograde_preprocessors = [
+    GradingExecute,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
 
 # Seconds one cell may run before nbgrader interrupts it and scores it as failed.
 c.Execute.timeout = 60

@@ -1,5 +1,6 @@
 """How fast a class is graded: plain notebook execution (the lower bound), serial `nbgrader autograde`,
-and `course grade` at 1 and at N workers, on the same synthetic class, in one run.
+and `course grade` at 1 and at N workers, and at 1 worker without the sandbox, on the same synthetic
+class, in one run; then what the sandbox costs per notebook.
 
 Run by hand:  .venv/bin/python benchmarks/batch_grading.py [--copies 4] [--workers 2]
 The class: every assignment, handed in by the example students (correct and with mistakes), `copies`
@@ -67,7 +68,8 @@ def main():
     course = [str(Path(sys.executable).parent / "course")]
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
-        roots = {name: Path(folder) / name for name in ("plain", "serial", "ours-1", f"ours-{args.workers}")}
+        names = ("plain", "serial", "ours-1", f"ours-{args.workers}", "ours-1-no-sandbox")
+        roots = {name: Path(folder) / name for name in names}
         for root in roots.values():
             root.mkdir()
             handed_in = make_class(root, args.copies)
@@ -82,7 +84,15 @@ def main():
                 lambda w=workers: subprocess.run([*course, "grade", "--workers", str(w), "--quiet"],
                                                  cwd=roots[f"ours-{w}"], capture_output=True, check=True),
             )
+        results["ours-1-no-sandbox"] = timed(
+            "course grade --workers 1 --no-sandbox",
+            lambda: subprocess.run([*course, "grade", "--workers", "1", "--quiet", "--no-sandbox"],
+                                   cwd=roots["ours-1-no-sandbox"], capture_output=True, check=True),
+        )
     plain, serial, one, many = (results[k] for k in ("plain", "serial", "ours-1", f"ours-{args.workers}"))
+    bare = results["ours-1-no-sandbox"]
+    print(f"sandbox: {(one - bare) / len(handed_in) * 1000:+.0f} ms per notebook "
+          f"(course grade at 1 worker with / without it: {one / bare:.3f})")
     print(f"course grade at 1 worker / plain execution:        {one / plain:.3f}  (target: at most 1.05)")
     print(f"serial nbgrader / plain execution:                 {serial / plain:.3f}")
     print(f"serial nbgrader / course grade at {args.workers} workers:       {serial / many:.2f}  "

@@ -30,8 +30,6 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
 from traitlets.config.loader import PyFileConfigLoader
 
-from coursetools import kernel
-
 FLAGS_FILE = "grading_flags.csv"
 
 
@@ -81,6 +79,7 @@ def find_submissions(root, assignments):
         (folder.name, folder.parent.name)
         for folder in (root / "submitted").glob("*/*")
         if folder.name in assignments and folder.is_dir() and not folder.is_symlink()
+        and not folder.parent.is_symlink()
     )
 
 
@@ -118,11 +117,8 @@ def grade_one(job):
         unreadable = notebook_problems(scratch, job)
         problems = list(job.problems) + unreadable + drop_duplicated_grade_cells(scratch, job)
         api = NbGraderAPI(config=load_config(scratch))
-        killed_before = set(kernel.killed_for_time)
         outcome = api.autograde(job.assignment, job.student, force=True, create=True)
-        if kernel.killed_for_time - killed_before:
-            problems.append("ran longer than the notebook time limit: stopped, the notebook scores zero")
-        elif not outcome["success"] and not unreadable:
+        if not outcome["success"] and not unreadable:
             problems.append(failure_reason(f"{outcome.get('error') or ''}\n{outcome.get('log') or ''}"))
         autograded, _ = read_tree(scratch / "autograded" / job.student / job.assignment)
     return Result(job.assignment, job.student, autograded if outcome["success"] else {}, "; ".join(problems),
@@ -193,7 +189,7 @@ def record(root, result, config):
         else:
             gradebook.update_or_create_submission(result.assignment, result.student)
         notebooks = [nb.name for nb in gradebook.find_assignment(result.assignment).notebooks]
-    graded, memory = set(), ""
+    graded, found = set(), []
     for name in notebooks:
         path = target / f"{name}.ipynb"
         if not path.exists():
@@ -207,8 +203,9 @@ def record(root, result, config):
                    if cell.metadata.get("nbgrader", {}).get("grade")}
         errors = {output.get("ename") for cell in notebook.cells for output in cell.get("outputs", [])}
         if "MemoryError" in errors:
-            memory = f"{name}.ipynb ran out of memory (MemoryError at the kernel's memory limit)"
-    reason = "; ".join(r for r in (result.reason, memory) if r)
+            found.append(f"{name}.ipynb ran out of memory (MemoryError at the kernel's memory limit)")
+        found += notebook.metadata.get("grading", {}).get("problems", [])  # see coursetools.autograde
+    reason = "; ".join(r for r in (result.reason, *found) if r)
     with Gradebook(db_url, coursedir.course_id) as gradebook:
         submission = gradebook.find_submission(result.assignment, result.student)
         missing = [(nb.name, grade.name) for nb in submission.notebooks for grade in nb.grades

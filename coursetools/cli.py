@@ -1,6 +1,7 @@
 """The `course` command: build the release, grade the example submissions, print the scores."""
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from coursetools import batch, corpus, report
+from coursetools import batch, corpus, kernel, report
 from coursetools.course import (
     EXAMPLE_STUDENT_PREFIX,
     assignments,
@@ -82,6 +83,11 @@ def grade(root, args):
     unknown = sorted(set(chosen) - set(assignments(root)))
     if unknown:
         sys.exit(f"no such assignment: {', '.join(unknown)}")
+    if args.no_sandbox:
+        print("WARNING: grading WITHOUT the sandbox: student code runs with your rights, can read "
+              "source/ and the gradebook, and can reach the network. Only for submissions you trust.",
+              file=sys.stderr)
+        os.environ[kernel.NO_SANDBOX_VARIABLE] = "1"  # inherited by the grading workers
     results = batch.grade_class(root, chosen, workers=args.workers, scheduler=args.dask_scheduler,
                                 quiet=args.quiet)
     nbgrader(root, "export")
@@ -115,6 +121,8 @@ def main(argv=None):
                          "(default: the number of cores)")
     grading.add_argument("--dask-scheduler", metavar="ADDRESS", help="send the grading jobs to this Dask "
                          "scheduler instead of local worker processes")
+    grading.add_argument("--no-sandbox", action="store_true", help="run student code without the sandbox "
+                         "(for a machine without bubblewrap; unsafe for untrusted submissions)")
     grading.add_argument("--quiet", action="store_true", help="no progress bar (for CI and cron)")
     commands.add_parser("report", help="write class_report.html and class_report.csv from the gradebook")
     args = parser.parse_args(argv)

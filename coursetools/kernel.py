@@ -1,47 +1,134 @@
-"""The kernel manager that every grading kernel runs under (nbgrader_config.py names it).
+"""The kernel manager of every grading kernel (nbgrader_config.py names it): the sandbox and the limits.
 
-nbgrader limits the time of each cell (c.Execute.timeout) but not of a whole notebook: a notebook of
-many slow cells could hold a grader for hours. This manager kills a kernel, with every process it
-started, once it has lived for `notebook_timeout` seconds. nbclient then stops with DeadKernelError
-and the submission is reported as failed (see coursetools.batch). It also bounds the address space of
-the kernel (`memory_limit`, with util-linux's prlimit), so that a growing list ends in a MemoryError in
-the student's cell instead of exhausting the machine.
+Student code is untrusted. Each grading kernel runs in a bubblewrap sandbox:
+- its file system holds only the system (/usr, /etc), this Python environment, a read-only copy of the
+  regular files of its working directory and a private, size-bounded /tmp; the course directory (source/,
+  solutions/, release/, the gradebook, other students), the grader's home and everything else are absent;
+- it has a network namespace of its own (no network of the host, not even the host's 127.0.0.1), its
+  own process, IPC and host-name namespaces, and every process it starts dies with it;
+- when the grader is root, it runs under a user id of its own (one per running kernel, so one
+  kernel's fork bomb cannot starve another) with no capabilities and no way to gain privileges;
+- its address space, processes, CPU time and file sizes are bounded (util-linux prlimit).
+The kernel talks to nbclient over ZMQ `ipc` sockets in a per-kernel directory (TCP cannot cross the
+network namespace), and is interrupted by a message, not a signal.
+
+Outside the sandbox this manager kills a kernel, with every process it started, once it has lived for
+`notebook_timeout` seconds (nbgrader limits each cell, not a whole notebook), and after the kernel has
+ended it kills and counts any process that the kernel's user left behind.
+
+Setting the environment variable COURSE_NO_SANDBOX=1 runs kernels without the sandbox (for a machine
+without bubblewrap): student code then runs with the grader's rights, and every kernel start says so.
 """
 
+import fcntl
 import os
+import shlex
 import shutil
 import signal
+import stat
+import subprocess
+import sys
+import tempfile
 import threading
+import time
+from pathlib import Path
 
+from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Float, Integer
+from traitlets import Bool, Float, Integer
 
-# kernel ids that were killed for running past the notebook time limit, in this process
+NO_SANDBOX_VARIABLE = "COURSE_NO_SANDBOX"
+# environment variables a kernel may see (the grader's environment may hold secrets)
+KERNEL_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                      "MKL_NUM_THREADS", "NBGRADER_EXECUTION", "PYDEVD_DISABLE_FILE_VALIDATION")
+
+# what happened to kernels of this process, by kernel id, for the grading preprocessor to report
 killed_for_time = set()
+processes_left_behind = {}
+
+
+def sandbox_disabled():
+    return os.environ.get(NO_SANDBOX_VARIABLE, "").lower() not in ("", "0", "false", "no")
 
 
 class GradingKernelManager(AsyncKernelManager):
     notebook_timeout = Float(
         900.0, config=True, help="Seconds a kernel may live before it is killed with its processes."
     )
-
     memory_limit = Integer(
-        4 * 1024**3, config=True, help="Bytes of address space a kernel may use; 0 for no limit."
+        4 * 1024**3, config=True, help="Bytes of address space a kernel process may use; 0 for no limit."
     )
+    sandbox = Bool(True, config=True, help="Run kernels in the sandbox (bubblewrap).")
+    process_limit = Integer(128, config=True, help="Processes and threads of one sandboxed kernel.")
+    file_size_limit = Integer(256 * 1024**2, config=True, help="Bytes of the largest file a kernel writes.")
+    tmp_size = Integer(512 * 1024**2, config=True, help="Bytes of the kernel's private /tmp (in memory).")
+    first_uid = Integer(64000, config=True, help="First of the user ids that sandboxed kernels run as.")
+    uid_count = Integer(64, config=True, help="How many user ids (so kernels at once) the sandbox may use.")
 
-    def format_kernel_cmd(self, extra_arguments=None):
-        command = super().format_kernel_cmd(extra_arguments)
-        if self.memory_limit and shutil.which("prlimit"):
-            command = ["prlimit", f"--as={self.memory_limit}", "--", *command]
-        return command
+    @property
+    def sandboxed(self):
+        return self.sandbox and not sandbox_disabled()
+
+    @property
+    def kernel_spec(self):
+        # Always this environment's own ipykernel, whatever kernel the notebook names: the sandbox makes
+        # this Python, and only it, visible to the kernel.
+        if self._kernel_spec is None:
+            self._kernel_spec = KernelSpec(
+                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                display_name="Python 3 (grading sandbox)",
+                language="python",
+                interrupt_mode="message" if self.sandboxed else "signal",
+            )
+        return self._kernel_spec
 
     async def _async_start_kernel(self, **kwargs):
+        if self.sandboxed:
+            if not shutil.which("bwrap"):
+                raise RuntimeError(
+                    "bubblewrap is not installed: install it (apt-get install bubblewrap), or grade without "
+                    f"a sandbox with {NO_SANDBOX_VARIABLE}=1 (student code then runs with your rights)"
+                )
+            self._cell = _SandboxCell.claim(self.first_uid, self.uid_count)
+            self.transport = "ipc"
+            self.connection_file = str(self._cell.folder / "kernel.json")
+            self.ip = str(self._cell.folder / "kernel-ipc")
+        else:
+            self._cell = None
+            self.log.warning("GRADING WITHOUT A SANDBOX: student code runs with your rights and sees all "
+                             "your files (unset %s to grade safely)", NO_SANDBOX_VARIABLE)
         await super()._async_start_kernel(**kwargs)
         self._deadline = threading.Timer(self.notebook_timeout, self._kill_for_time)
         self._deadline.daemon = True
         self._deadline.start()
 
     start_kernel = _async_start_kernel
+
+    def write_connection_file(self, **kwargs):
+        super().write_connection_file(**kwargs)
+        if getattr(self, "_cell", None):
+            self._cell.give(self.connection_file)  # the kernel, as its own user, must read it
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        command = super().format_kernel_cmd(extra_arguments)
+        limits = [f"--as={self.memory_limit}"] if self.memory_limit else []
+        if not self._cell:
+            return ["prlimit", *limits, "--", *command] if limits and shutil.which("prlimit") else command
+        limits += [f"--nproc={self.process_limit}", f"--cpu={int(self.notebook_timeout) + 60}",
+                   f"--fsize={self.file_size_limit}", "--core=0"]
+        work = Path(self._launch_args.get("cwd") or os.getcwd()).resolve()
+        # the whole sandbox's memory (tmpfs files included) and processes, where cgroups allow it
+        joining = self._cell.cgroups(self.memory_limit + 2 * self.tmp_size, self.process_limit)
+        return [*joining, *self._cell.bubblewrap(work, self.tmp_size), "--", *self._cell.drop_privileges(),
+                "prlimit", *limits, "--", *command]
+
+    async def _async_launch_kernel(self, kernel_cmd, **kwargs):
+        if self._cell:
+            # what the kernel writes to its own stdout/stderr (not cell output) is the student's to flood
+            kwargs.update(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await super()._async_launch_kernel(kernel_cmd, **kwargs)
+
+    _launch_kernel = _async_launch_kernel
 
     def _kill_for_time(self):
         pgid = getattr(self.provisioner, "pgid", None)
@@ -53,10 +140,185 @@ class GradingKernelManager(AsyncKernelManager):
         except ProcessLookupError:
             pass
 
+    async def _async_shutdown_kernel(self, now=False, restart=False):
+        if getattr(self, "_cell", None):
+            # The kernel itself is the one process its user should have; count the others before they die.
+            left = len(self._cell.processes()) - 1
+            if left > 0:
+                processes_left_behind[self.kernel_id] = left
+        await super()._async_shutdown_kernel(now=now, restart=restart)
+
+    shutdown_kernel = _async_shutdown_kernel
+
     async def _async_cleanup_resources(self, restart=False):
         deadline = getattr(self, "_deadline", None)
         if deadline is not None:
             deadline.cancel()
         await super()._async_cleanup_resources(restart=restart)
+        if getattr(self, "_cell", None) and not restart:
+            self._cell.release()
+            self._cell = None
 
     cleanup_resources = _async_cleanup_resources
+
+
+class _SandboxCell:
+    """One running kernel's share of the machine: a user id, held with a lock while the kernel runs, and
+    a private folder (connection file, ipc sockets, home, copy of the working directory)."""
+
+    def __init__(self, uid, lock, folder):
+        self.uid, self._lock, self.folder = uid, lock, folder
+
+    @classmethod
+    def claim(cls, first_uid, count):
+        as_root = os.geteuid() == 0
+        locks = Path(tempfile.gettempdir()) / f"lesson24-sandbox-uids-{os.geteuid()}"
+        locks.mkdir(mode=0o700, exist_ok=True)
+        for uid in range(first_uid, first_uid + count) if as_root else [os.geteuid()]:
+            lock = open(locks / str(uid), "w")  # noqa: SIM115 (held open while the kernel runs)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                continue
+            folder = Path(tempfile.mkdtemp(prefix="lesson24-kernel-"))
+            cell = cls(uid, lock, folder)
+            cell.kill_processes()  # none should be left from an earlier kernel; make sure
+            (folder / "home").mkdir()
+            _copy_matplotlib_cache(folder / "home")
+            for path in (folder, *(folder / "home").rglob("*"), folder / "home"):
+                cell.give(path)
+            return cell
+        raise RuntimeError(f"all {count} sandbox user ids are in use by running kernels")
+
+    def give(self, path):
+        """Hand a file or folder of the cell to the kernel's user."""
+        if os.geteuid() == 0:
+            os.chown(path, self.uid, self.uid, follow_symlinks=False)
+
+    def bubblewrap(self, work, tmp_size):
+        """bwrap's options: the sandbox's file system, namespaces and environment."""
+        copy = self.folder / "work"
+        _copy_regular_files(work, copy)
+        environment = [arg for name in KERNEL_ENVIRONMENT if name in os.environ
+                       for arg in ("--setenv", name, os.environ[name])]
+        prefixes = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix} - {"/usr"})
+        return [
+            "bwrap", "--die-with-parent", "--new-session",
+            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
+            *[arg for link in ("bin", "lib", "lib64", "sbin") if os.path.islink(f"/{link}")
+              for arg in ("--symlink", os.readlink(f"/{link}"), f"/{link}")],
+            "--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/dev/shm",
+            *_mount("--ro-bind", *[(prefix, prefix) for prefix in prefixes]),
+            *_mount("--bind", (self.folder, self.folder)),
+            *_mount("--ro-bind", (copy, work)), "--chdir", str(work),
+            "--clearenv", *environment,
+            "--setenv", "HOME", str(self.folder / "home"), "--setenv", "USER", "student",
+            "--setenv", "MPLBACKEND", "Agg",
+        ]
+
+    def cgroups(self, memory, processes):
+        """A command prefix that puts the sandbox into cgroups of its own (cgroup v1 memory and pids
+        controllers, as root): rlimits bound each process, these bound all of them together. Empty when
+        the machine does not offer them; the rlimits still apply."""
+        limits = {"memory": ("memory.limit_in_bytes", memory), "pids": ("pids.max", processes)}
+        self._cgroups = []
+        for controller, (limit, value) in limits.items():
+            group = Path("/sys/fs/cgroup") / controller / "lesson24-sandbox" / self.folder.name
+            try:
+                group.mkdir(parents=True)
+                (group / limit).write_text(str(value))
+            except OSError:
+                continue
+            self._cgroups.append(group)
+        if not self._cgroups:
+            return []
+        join = " && ".join(f"echo $$ > {shlex.quote(str(group / 'cgroup.procs'))}" for group in self._cgroups)
+        return ["sh", "-c", f'{join} && exec "$@"', "sh"]
+
+    def drop_privileges(self):
+        """setpriv's command: the kernel's own user, no groups, no capabilities, no way back (as root)."""
+        if os.geteuid() != 0:
+            return []
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
+                "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--"]
+
+    def processes(self):
+        """Process ids of the machine that run as this cell's user (as root only)."""
+        if os.geteuid() != 0:
+            return []
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    alive = "\nState:\tZ" not in (entry / "status").read_text()  # zombies are dead already
+                    if entry.stat().st_uid == self.uid and alive:
+                        found.append(int(entry.name))
+                except OSError:
+                    continue  # it ended meanwhile
+        return found
+
+    def kill_processes(self):
+        for pid in self.processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def release(self):
+        self.kill_processes()
+        for group in getattr(self, "_cgroups", []):
+            for _ in range(50):  # a killed process leaves its cgroup a moment later
+                try:
+                    group.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.02)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self._lock.close()
+
+
+def _mount(how, *pairs):
+    """bwrap's options that mount each (source, destination), after the parents of the destination:
+    bwrap would make missing parents with the modes of the host's (e.g. /root, 0700), which would keep
+    the kernel's user out."""
+    options = []
+    for source, destination in pairs:
+        for parent in reversed(Path(destination).parents[:-1]):
+            if str(parent) not in ("/tmp", "/dev", "/dev/shm"):
+                options += ["--perms", "0755", "--dir", str(parent)]
+        options += [how, str(source), str(destination)]
+    return options
+
+
+def _copy_regular_files(source, target):
+    """Copy the regular files of `source` (links, devices and the like are left out, never followed),
+    readable by everyone: the kernel reads them as another user."""
+    target.mkdir(mode=0o755)
+    for folder, folders, files in os.walk(source):
+        relative = Path(folder).relative_to(source)
+        for name in folders:
+            if stat.S_ISDIR(os.lstat(Path(folder) / name).st_mode):
+                (target / relative / name).mkdir(mode=0o755)
+        for name in files:
+            path = Path(folder) / name
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                shutil.copyfile(path, target / relative / name, follow_symlinks=False)
+                os.chmod(target / relative / name, 0o644)
+
+
+def _copy_matplotlib_cache(home):
+    """Give the kernel matplotlib's font list: a fresh home would rebuild it, a few seconds each time."""
+    try:
+        import matplotlib
+
+        cache = Path(matplotlib.get_cachedir())
+    except Exception:  # no matplotlib, or no cache: the kernel builds its own
+        return
+    for font_list in cache.glob("fontlist-*.json"):
+        target = home / ".cache" / "matplotlib"
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(font_list, target / font_list.name)

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 
-def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=None, **kwargs):
+def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=None, any_result=False,
+         **kwargs):
     """Call a student's function the way every test does.
 
     - on deep copies of the inputs, so a function that modifies its input cannot spoil the test's data;
@@ -24,7 +25,10 @@ def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=Non
       ConvergenceWarning from a correct answer must not cost points. With allow_warnings=False a
       warning fails the check instead (for answers that must be warning-free, such as a stable sigmoid);
     - with the global names in `replace` (e.g. {"sigmoid": reference}) swapped for the duration of the
-      call, so that a test of one function is not failed by a mistake in another one that it uses.
+      call, so that a test of one function is not failed by a mistake in another one that it uses;
+    - and it accepts only plain data in return (numbers, numeric arrays, DataFrames and Series, and
+      lists, tuples and dicts of them): an object of another class could fake its comparisons
+      (any_result=True for calls that are not a student's answer, such as a model's fit).
     """
     name = getattr(func, "__name__", repr(func))
     if copy_inputs:
@@ -33,13 +37,39 @@ def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=Non
     with _replaced(func, replace or {}), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore" if allow_warnings else "error")
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
         except Warning as warning:
             raise AssertionError(f"{name} warned {type(warning).__name__}: {_clip(warning)}") from warning
         except NotImplementedError as error:
             raise AssertionError(f"{name} is not written yet (it raises NotImplementedError)") from error
         except Exception as error:
             raise AssertionError(f"{name} raised {type(error).__name__}: {_clip(error)}") from error
+    if not any_result:
+        _expect_plain(name, result)
+    return result
+
+
+# exact classes (not subclasses) of what an answer may return
+_PLAIN_SCALARS = (bool, int, float, str, type(None), np.bool_, np.int8, np.int16, np.int32, np.int64,
+                  np.uint8, np.uint16, np.uint32, np.uint64, np.float16, np.float32, np.float64)
+
+
+def _expect_plain(name, value, depth=0):
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return
+    if kind in (np.ndarray, pd.DataFrame, pd.Series):
+        dtypes = value.dtypes if kind is pd.DataFrame else [value.dtype]
+        if all(np.dtype(dtype).kind in "biuf" for dtype in dtypes):
+            return
+        raise AssertionError(f"{name} returned a {kind.__name__} of {', '.join(map(str, set(dtypes)))}; "
+                             "expected numbers")
+    if kind in (list, tuple, dict) and depth < 3:
+        for item in (value.values() if kind is dict else value):
+            _expect_plain(name, item, depth + 1)
+        return
+    raise AssertionError(f"{name} returned an object of class {kind.__name__}; expected numbers, arrays, "
+                         "DataFrames or Series (or lists, tuples and dicts of them)")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,342 @@
+"""What makes an autograde rest on trusted code: nbgrader preprocessors and a hook (nbgrader_config.py
+installs them, so `nbgrader autograde` and `course grade` both use them).
+
+nbgrader judges a test cell by its outputs alone: a test cell without an error output earns its points.
+So a test cell that never ran (a `skip-execution` tag, a kernel that died) would earn them, and so would
+one whose error the student's code hid (a custom exception handler, an input transformer that blanks
+cells, patched numpy or test helpers). Here:
+- RestoreCellMetadata gives every cell of the instructor's notebook its metadata back (tags included)
+  before execution, so a tag a student added to a test cell has no effect;
+- GradingExecute runs the notebook (in the sandboxed kernel, see coursetools.kernel) and
+  - after each test cell runs a canary: known-wrong checks that must fail, with a secret made for this
+    run; a canary that passes, shows no error or another error means the grading machinery was
+    tampered with, and every test cell from the one before it on scores zero and is flagged for a TA;
+  - gives every test cell that did not run (dead kernel, notebook time limit) an error, so zero points;
+  - cuts a cell's output beyond `output_limit` characters (a flood would fill the grader's memory);
+  - flags student code that touches what a notebook of this course never needs (a scan of the source,
+    for TAs only: it changes no score);
+  and writes what it found into the notebook's metadata ("grading" -> "problems"), flags the
+  submission in the gradebook and logs it.
+- refuse_links (nbgrader's pre-convert hook) moves links and special files out of a submission before
+  nbgrader copies it, so nbgrader, running as root, never follows a link that a student made.
+"""
+
+import re
+import secrets
+import shutil
+import stat
+from pathlib import Path
+
+import nbformat
+from nbclient.exceptions import DeadKernelError
+from nbgrader.api import Gradebook
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from traitlets import Integer
+
+from coursetools import kernel
+
+QUARANTINE = "quarantine"  # where refused links of submissions are kept, beside submitted/
+
+# Student code that a notebook of this course never needs, and what it suggests. Matched in the cells a
+# student can edit; a match only flags the submission for a TA.
+SUSPICIOUS_CODE = [
+    (r"gradebook|\bsolutions?/|['\"/](source|release|autograded|submitted)['\"/]|\.\./|/etc/|/root\b",
+     "reads course or system files"),
+    (r"\bos\.(walk|listdir|scandir|chdir)\b|\bglob\.", "explores the file system"),
+    (r"\bos\._exit\b|\bsys\.exit\b|\bSystemExit\b|^\s*(exit|quit)\(", "ends the kernel"),
+    (r"\bfork\(|subprocess|\bos\.(system|popen|exec\w*|spawn\w*|kill|setsid)\b|multiprocessing|\bpty\b",
+     "starts or signals processes"),
+    (r"\bsocket\b|urllib|requests\b|http\.client|ftplib|smtplib", "opens network connections"),
+    (r"\bthreading\b|_thread\b|\bThread\(", "starts threads"),
+    (r"\bctypes\b|\bcffi\b|\bmmap\b", "calls C code or maps memory"),
+    (r"(?<![\w.])(In|Out|_ih|_oh)\s*[\[)]|history_manager|\b_i{1,3}\b", "reads the notebook's history"),
+    (r"get_ipython|\bIPython\b|set_custom_exc|input_transformers|ast_transformers|events\.register",
+     "changes how the notebook runs"),
+    (r"sys\.modules|__builtins__|\bbuiltins\b|importlib|_getframe|\binspect\b|f_locals|f_back|__globals__"
+     r"|\bsetattr\(|\bdelattr\(", "rewrites Python internals"),
+    (r"\b(np|numpy|pd|pandas|checks|sklearn)\.[\w.]+\s*=[^=]", "replaces a library function"),
+    (r"^\s*(def\s+(call|as_numbers|expect_\w+)\b|(call|as_numbers|expect_\w+)\s*=[^=])",
+     "replaces a test helper"),
+    (r"__(eq|ne|array|array_ufunc|array_function|float|bool|len)__", "defines comparisons or conversions"),
+]
+_SUSPICIOUS = [(re.compile(pattern, re.MULTILINE), what) for pattern, what in SUSPICIOUS_CODE]
+
+# Known-wrong checks: with the notebook's own test helpers and numpy, each must raise AssertionError.
+# The canary runs them through the global names the test cells use, so replacing those is seen too.
+_CANARY = '''\
+def _canary_{secret}():
+    namespace = globals()
+    import numpy
+    import pandas
+    np = namespace.get("np", numpy)
+    frame = pandas.DataFrame({{"a": [1.0, 2.0]}})
+
+    def numpy_isclose():
+        assert np.all(np.isclose([1.0, 2.0], [1.0, 2.5]))
+
+    def numpy_allclose():
+        assert np.allclose([1.0], [2.0])
+
+    def numpy_array_equal():
+        assert np.array_equal([1, 2], [1, 3])
+
+    def numpy_equality():
+        assert (np.asarray([1.0, 2.0]) == np.asarray([1.0, 3.0])).all()
+
+    def numpy_testing():
+        np.testing.assert_allclose([1.0], [2.0])
+
+    def plain_assert():
+        assert 1 == 2
+
+    def mutate(values):
+        values[0] = 5
+
+    def fails():
+        raise ValueError("wrong")
+
+    trials = [numpy_isclose, numpy_allclose, numpy_array_equal, numpy_equality, numpy_testing, plain_assert]
+    helpers = {{
+        "expect_close": ("canary", [1.0, 2.0], [1.0, 2.5]),
+        "expect_equal": ("canary", [1, 2], [1, 3]),
+        "expect_shape": ("canary", numpy.zeros(3), (4,)),
+        "expect_type": ("canary", 1.0, str),
+        "expect_columns": ("canary", frame, ["b"]),
+        "expect_frame": ("canary", frame, frame + 1),
+        "as_numbers": ("canary", object()),
+        "expect_inputs_unchanged": (mutate, numpy.zeros(2)),
+        "call": (fails,),
+    }}
+    for name, arguments in helpers.items():
+        if name in namespace:
+            trials.append(lambda helper=namespace[name], arguments=arguments: helper(*arguments))
+    held = 0
+    for trial in trials:
+        try:
+            trial()
+        except AssertionError:
+            held += 1
+        except Exception:
+            pass
+    return "canary {secret}: %d of %d" % (held, len(trials))
+
+
+raise AssertionError(globals().pop("_canary_{secret}")())
+'''
+_CANARY_ANSWER = re.compile(r"canary (?P<secret>\w+): (?P<held>\d+) of (?P<total>\d+)")
+_MINIMUM_TRIALS = 6  # the numpy and plain checks; the test helpers add the ones the notebook imports
+
+
+def _nbgrader(cell):
+    return cell.metadata.get("nbgrader", {})
+
+
+def is_test_cell(cell):
+    return cell.cell_type == "code" and _nbgrader(cell).get("grade") and not _nbgrader(cell).get("solution")
+
+
+def is_student_code(cell):
+    """A code cell whose source comes from the student: an answer cell or a cell the student added."""
+    info = _nbgrader(cell)
+    return cell.cell_type == "code" and (info.get("solution") or not info.get("grade_id"))
+
+
+def failed_output(message):
+    return nbformat.v4.new_output("error", ename="NotGraded", evalue=message,
+                                  traceback=[f"NotGraded: {message}"])
+
+
+def add_problem(nb, problem):
+    """Record, in the notebook, why its grading needs a TA (coursetools.batch reads it)."""
+    nb.metadata.setdefault("grading", {}).setdefault("problems", []).append(problem)
+
+
+class RestoreCellMetadata(NbGraderPreprocessor):
+    """Cells of the instructor's notebook get its metadata back, tags included (sanitizing stage)."""
+
+    def preprocess(self, nb, resources):
+        coursedir = CourseDirectory(config=self.config)
+        assignment, name = resources["nbgrader"]["assignment"], resources["nbgrader"]["notebook"]
+        source = Path(coursedir.format_path(coursedir.source_directory, ".", assignment)) / f"{name}.ipynb"
+        cells = nbformat.read(source, as_version=4).cells
+        trusted = {_nbgrader(c).get("grade_id"): c.metadata for c in cells}
+        changed = []
+        for cell in nb.cells:
+            grade_id = _nbgrader(cell).get("grade_id")
+            if grade_id and grade_id in trusted:
+                restored = nbformat.from_dict(dict(trusted[grade_id]))
+                restored["nbgrader"] = cell.metadata["nbgrader"]  # as nbgrader's own sanitizing left it
+                # only tags change how a cell runs; Jupyter itself adds other keys (scrolled, ...)
+                if restored.get("tags", []) != cell.metadata.get("tags", []) and is_test_cell(cell):
+                    changed.append(grade_id)
+                cell.metadata = restored
+        if changed:
+            add_problem(nb, f"tags of test cells changed ({', '.join(changed[:3])}): restored")
+        return nb, resources
+
+
+class GradingExecute(Execute):
+    """nbgrader's Execute, with canaries, zero points for cells that did not run, an output limit and
+    a scan for suspicious code; what it finds goes to nb.metadata["grading"]["problems"]."""
+
+    output_limit = Integer(
+        1_000_000, config=True, help="Characters of output one cell may print; the rest is cut."
+    )
+
+    def preprocess(self, nb, resources, km=None):
+        problems = suspicious_code(nb)
+        secret = secrets.token_hex(8)
+        nb.cells = with_canaries(nb.cells, secret)
+        self._printed, self._cut, self._kernel_id = {}, set(), None
+        try:
+            nb, resources = super().preprocess(nb, resources, km)
+        except DeadKernelError:
+            if self._kernel_id in kernel.killed_for_time:
+                problems.append("ran longer than the notebook time limit: stopped, the rest scores zero")
+            else:
+                problems.append("the kernel died (a crash, os._exit, exit() or memory): the rest scores zero")
+        left = kernel.processes_left_behind.pop(self._kernel_id, 0)
+        if left:
+            problems.append(f"left {left} process{'es' if left > 1 else ''} running after its notebook "
+                            "ended (killed)")
+        if self._cut:
+            problems.append(f"printed more than {self.output_limit} characters in a cell: the rest was cut")
+        problems += judge_canaries(nb, secret)
+        for cell in nb.cells:
+            if is_test_cell(cell) and cell.get("execution_count") is None and not cell.outputs:
+                cell.outputs.append(failed_output("this test did not run: " + (problems or ["not run"])[-1]))
+        for problem in problems:
+            add_problem(nb, problem)
+        problems = nb.metadata.get("grading", {}).get("problems", [])
+        if problems:
+            self._flag(resources, problems)
+        return nb, resources
+
+    def preprocess_cell(self, cell, resources, index):
+        self._kernel_id = self._kernel_id or getattr(self.km, "kernel_id", None)
+        return super().preprocess_cell(cell, resources, index)
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        size = len(content.get("text", "")) + sum(
+            len(value) for value in content.get("data", {}).values() if isinstance(value, str))
+        self._printed[cell_index] = self._printed.get(cell_index, 0) + size
+        if self._printed[cell_index] <= self.output_limit:
+            return super().output(outs, msg, display_id, cell_index)
+        if cell_index not in self._cut:
+            self._cut.add(cell_index)
+            outs.append(nbformat.v4.new_output("stream", name="stdout",
+                                               text=f"\n[output cut after {self.output_limit} characters]\n"))
+        return None
+
+    def _flag(self, resources, problems):
+        info = resources["nbgrader"]
+        self.log.warning("%s/%s/%s needs a TA: %s", info["student"], info["assignment"], info["notebook"],
+                         "; ".join(problems))
+        with Gradebook(info["db_url"]) as gradebook:
+            notebook = gradebook.find_submission_notebook(info["notebook"], info["assignment"],
+                                                          info["student"])
+            notebook.flagged = True
+            gradebook.db.commit()
+
+
+def suspicious_code(nb):
+    """What the student's code does that no notebook of this course needs, once per kind."""
+    found = []
+    for cell in nb.cells:
+        if is_student_code(cell):
+            for pattern, what in _SUSPICIOUS:
+                match = pattern.search(cell.source)
+                if match and not any(what in line for line in found):
+                    line = match.group(0).strip()[:40]
+                    found.append(f"suspicious code: {what} ({line!r} in {_name(cell)})")
+    return found
+
+
+def with_canaries(cells, secret):
+    """The cells, with a canary after each test cell."""
+    result = []
+    for cell in cells:
+        result.append(cell)
+        if is_test_cell(cell):
+            canary = nbformat.v4.new_code_cell(_CANARY.format(secret=secret))
+            canary.metadata["canary"] = _name(cell)
+            result.append(canary)
+    return result
+
+
+def judge_canaries(nb, secret):
+    """Remove the canaries; return why the test cells can no longer be trusted, if a canary says so.
+
+    The test cells from the one before the first canary that did not fail as it must, on, then score
+    zero: the student's code ran before them and changed how tests are judged.
+    """
+    problem, untrusted = None, False
+    kept = []
+    for cell in nb.cells:
+        if "canary" not in cell.metadata:
+            if untrusted and is_test_cell(cell):
+                cell.outputs = [failed_output(f"not trusted: {problem}")]
+            kept.append(cell)
+            continue
+        if problem is None and cell.get("execution_count") is not None:
+            problem = _canary_problem(cell, secret)
+            if problem:
+                untrusted = True
+                tested = next(c for c in reversed(kept) if is_test_cell(c))
+                tested.outputs = [failed_output(f"not trusted: {problem}")]
+    nb.cells = kept
+    return [f"tampering detected after {problem}; those test cells score zero"] if problem else []
+
+
+def _canary_problem(cell, secret):
+    where = f"test cell {cell.metadata['canary']!r}: "
+    errors = [output for output in cell.outputs if output.output_type == "error"]
+    if not errors:
+        return where + "a check that must fail showed no error (errors are hidden or cells are skipped)"
+    answer = _CANARY_ANSWER.fullmatch(str(errors[-1].get("evalue", "")))
+    if not answer or answer["secret"] != secret or errors[-1].get("ename") != "AssertionError":
+        return where + f"a check that must fail reported {errors[-1].get('ename')} instead"
+    held, total = int(answer["held"]), int(answer["total"])
+    if held < total or total < _MINIMUM_TRIALS:
+        return where + f"numpy or the test helpers were replaced ({total - held} known-wrong checks passed)"
+    return None
+
+
+def _name(cell):
+    return _nbgrader(cell).get("grade_id") or f"cell {cell.get('id', '?')}"
+
+
+def refuse_links(assignment=None, student=None, notebooks=()):
+    """nbgrader's pre-convert hook: move every link, device or other special file of a submission (the
+    submission's folder itself included) to quarantine/<student>/<assignment>/, before nbgrader copies
+    the submission; a notebook that was a link is replaced by the untouched release, which scores zero."""
+    if not notebooks:
+        return
+    folder = Path(notebooks[0]).absolute().parent
+    root, student, assignment = folder.parents[2], folder.parent.name, folder.name
+    quarantine = root / QUARANTINE / student / assignment
+    for path in (folder.parent, folder):
+        if path.is_symlink() or not path.is_dir():
+            _move(path, quarantine.parent / student if path == folder.parent else quarantine)
+            return  # nothing is left to grade: nbgrader reports the notebooks as missing
+    refused = []
+    for path in sorted(folder.rglob("*")):  # rglob does not enter linked folders
+        if not (path.is_dir() and not path.is_symlink()) and not stat.S_ISREG(path.lstat().st_mode):
+            _move(path, quarantine / path.relative_to(folder))
+            refused.append(path)
+    for path in map(Path, notebooks):
+        release = root / "release" / assignment / path.name
+        if path.absolute() in refused and release.is_file():
+            notebook = nbformat.read(release, as_version=4)
+            add_problem(notebook, f"{path.name} was a link: moved to {QUARANTINE}/, graded as the release")
+            nbformat.write(notebook, path)
+
+
+def _move(path, target):
+    """Move a link (or special file) itself: its target is never opened."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() or target.exists():
+        target.unlink() if not target.is_dir() or target.is_symlink() else shutil.rmtree(target)
+    path.rename(target)

