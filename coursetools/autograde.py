@@ -3,28 +3,31 @@ installs them, so `nbgrader autograde` and `course grade` both use them).
 
 nbgrader judges a test cell by its outputs alone: a test cell without an error output earns its points.
 So a test cell that never ran (a `skip-execution` tag, a kernel that died) would earn them, and so would
-one whose error the student's code hid (a custom exception handler, an input transformer that blanks
-cells, patched numpy or test helpers). Here:
+one whose error the student's code hid (a custom exception handler, an input transformer, patched numpy
+or test helpers). Here a test cell keeps its points only if it ran to its end untampered:
 - RestoreCellMetadata gives every cell of the instructor's notebook its metadata back (tags included)
   before execution, so a tag a student added to a test cell has no effect;
 - GradingExecute runs the notebook (in the sandboxed kernel, see coursetools.kernel) and
-  - after each test cell runs a canary: known-wrong checks that must fail, with a secret made for this
-    run; a canary that passes, shows no error or another error means the grading machinery was
-    tampered with, and every test cell from the one before it on scores zero and is flagged for a TA;
-  - gives every test cell that did not run (dead kernel, notebook time limit) an error, so zero points;
-  - cuts a cell's output beyond `output_limit` characters (a flood would fill the grader's memory);
-  - flags student code that touches what a notebook of this course never needs (a scan of the source,
-    for TAs only: it changes no score);
+  - after each test cell runs a canary: known-wrong checks that must fail, ending in an error with a
+    secret made for this run. A canary that shows no error, another error or a check that passed means
+    that the student's code changed how tests are judged: that test cell and every later one score
+    zero. A test cell whose canary did not run (the kernel died in it) scores zero;
+  - scans the student's code for what no notebook of this course needs; code that can change how
+    tests are judged also gives zero to every later test cell, for a TA to decide (no in-kernel check
+    can rule such code out);
+  - cuts output beyond `output_limit` characters per cell (a flood would fill the grader's memory);
   and writes what it found into the notebook's metadata ("grading" -> "problems"), flags the
-  submission in the gradebook and logs it.
+  submission in the gradebook and logs it. Zeroed cells keep their outputs, after a "NotGraded" error
+  that says why, for the TA.
 - refuse_links (nbgrader's pre-convert hook) moves links and special files out of a submission before
   nbgrader copies it, so nbgrader, running as root, never follows a link that a student made.
 """
 
+import os
 import re
 import secrets
-import shutil
 import stat
+import time
 from pathlib import Path
 
 import nbformat
@@ -38,29 +41,37 @@ from coursetools import kernel
 
 QUARANTINE = "quarantine"  # where refused links of submissions are kept, beside submitted/
 
-# Student code that a notebook of this course never needs, and what it suggests. Matched in the cells a
-# student can edit; a match only flags the submission for a TA.
+# Student code that a notebook of this course never needs: (pattern, what it suggests, whether it can
+# change how tests are judged). Matched in the cells a student can edit. Every match flags the submission
+# for a TA; a match that can change how tests are judged also gives zero to every test cell after it
+# (in-kernel checks cannot rule such code out; a TA can give the points back).
 SUSPICIOUS_CODE = [
     (r"gradebook|\bsolutions?/|['\"/](source|release|autograded|submitted)['\"/]|\.\./|/etc/|/root\b",
-     "reads course or system files"),
-    (r"\bos\.(walk|listdir|scandir|chdir)\b|\bglob\.", "explores the file system"),
-    (r"\bos\._exit\b|\bsys\.exit\b|\bSystemExit\b|^\s*(exit|quit)\(", "ends the kernel"),
-    (r"\bfork\(|subprocess|\bos\.(system|popen|exec\w*|spawn\w*|kill|setsid)\b|multiprocessing|\bpty\b",
-     "starts or signals processes"),
-    (r"\bsocket\b|urllib|requests\b|http\.client|ftplib|smtplib", "opens network connections"),
-    (r"\bthreading\b|_thread\b|\bThread\(", "starts threads"),
-    (r"\bctypes\b|\bcffi\b|\bmmap\b", "calls C code or maps memory"),
-    (r"(?<![\w.])(In|Out|_ih|_oh)\s*[\[)]|history_manager|\b_i{1,3}\b", "reads the notebook's history"),
+     "reads course or system files", False),
+    (r"\bos\.(walk|listdir|scandir|chdir)\b|\bglob\.", "explores the file system", False),
+    (r"\bos\._exit\b|\bsys\.exit\b|\bSystemExit\b|^\s*(exit|quit)\(", "ends the kernel", False),
+    (r"\bfork\(|subprocess|\bos\.(system|popen|exec\w*|spawn\w*|kill|setsid)\b|multiprocessing"
+     r"|\bpty\b", "starts or signals processes", False),
+    (r"\bsocket\b|urllib|requests\b|http\.client|ftplib|smtplib", "opens network connections", False),
+    (r"\bthreading\b|_thread\b|\bThread\(", "starts threads", True),
+    (r"\bctypes\b|\bcffi\b|\bmmap\b", "calls C code or maps memory", True),
+    (r"(?<![\w.])(In|Out|_ih|_oh)\s*[\[)]|history_manager|\b_i{1,3}\b", "reads the notebook's history",
+     True),
     (r"get_ipython|\bIPython\b|set_custom_exc|input_transformers|ast_transformers|events\.register",
-     "changes how the notebook runs"),
+     "changes how the notebook runs", True),
+    (r"\b(exec|eval|compile|__import__|getattr|globals|locals|vars)\("
+     r"|\b(base64|pickle|marshal|codecs|zlib)\b", "runs code built at run time", True),
+    (r"\bsys\.(settrace|setprofile|addaudithook)|\bsignal\.", "traces or signals the interpreter", True),
     (r"sys\.modules|__builtins__|\bbuiltins\b|importlib|_getframe|\binspect\b|f_locals|f_back|__globals__"
-     r"|\bsetattr\(|\bdelattr\(", "rewrites Python internals"),
-    (r"\b(np|numpy|pd|pandas|checks|sklearn)\.[\w.]+\s*=[^=]", "replaces a library function"),
+     r"|\bsetattr\(|\bdelattr\(|\.__\w+__\s*=[^=]", "rewrites Python internals", True),
+    (r"\b(np|numpy|pd|pandas|checks|sklearn)\.[\w.]+\s*=[^=]", "replaces a library function", True),
     (r"^\s*(def\s+(call|as_numbers|expect_\w+)\b|(call|as_numbers|expect_\w+)\s*=[^=])",
-     "replaces a test helper"),
-    (r"__(eq|ne|array|array_ufunc|array_function|float|bool|len)__", "defines comparisons or conversions"),
+     "replaces a test helper", True),
+    (r"__(eq|ne|array|array_ufunc|array_function|float|bool|len)__", "defines comparisons or conversions",
+     True),
 ]
-_SUSPICIOUS = [(re.compile(pattern, re.MULTILINE), what) for pattern, what in SUSPICIOUS_CODE]
+_SUSPICIOUS = [(re.compile(pattern, re.MULTILINE), what, tampers)
+               for pattern, what, tampers in SUSPICIOUS_CODE]
 
 # Known-wrong checks: with the notebook's own test helpers and numpy, each must raise AssertionError.
 # The canary runs them through the global names the test cells use, so replacing those is seen too.
@@ -181,31 +192,37 @@ class GradingExecute(Execute):
     a scan for suspicious code; what it finds goes to nb.metadata["grading"]["problems"]."""
 
     output_limit = Integer(
-        1_000_000, config=True, help="Characters of output one cell may print; the rest is cut."
+        1_000_000, config=True,
+        help="Characters of output one cell may send; the rest is cut (ten times this for the notebook).",
     )
+    store_widget_state = False  # widget messages are not output, and nothing would bound them
 
     def preprocess(self, nb, resources, km=None):
-        problems = suspicious_code(nb)
+        problems, tampering = suspicious_code(nb)
         secret = secrets.token_hex(8)
         nb.cells = with_canaries(nb.cells, secret)
         self._printed, self._cut, self._kernel_id = {}, set(), None
+        stopped = ""
         try:
             nb, resources = super().preprocess(nb, resources, km)
         except DeadKernelError:
             if self._kernel_id in kernel.killed_for_time:
-                problems.append("ran longer than the notebook time limit: stopped, the rest scores zero")
+                stopped = "ran longer than the notebook time limit: stopped, the rest scores zero"
             else:
-                problems.append("the kernel died (a crash, os._exit, exit() or memory): the rest scores zero")
+                stopped = "the kernel died (a crash, os._exit, exit() or memory): the rest scores zero"
+            problems.append(stopped)
+        left_out = kernel.files_left_out.pop(self._kernel_id, [])
+        if left_out:
+            problems.append(f"handed in code files, which the kernel did not get: {', '.join(left_out[:5])}")
         left = kernel.processes_left_behind.pop(self._kernel_id, 0)
         if left:
             problems.append(f"left {left} process{'es' if left > 1 else ''} running after its notebook "
                             "ended (killed)")
         if self._cut:
             problems.append(f"printed more than {self.output_limit} characters in a cell: the rest was cut")
-        problems += judge_canaries(nb, secret)
-        for cell in nb.cells:
-            if is_test_cell(cell) and cell.get("execution_count") is None and not cell.outputs:
-                cell.outputs.append(failed_output("this test did not run: " + (problems or ["not run"])[-1]))
+        problems += judge_canaries(nb, secret, stopped or "the notebook stopped")
+        if tampering is not None:
+            problems.append(distrust_after(nb, tampering, "code above can change how tests are judged"))
         for problem in problems:
             add_problem(nb, problem)
         problems = nb.metadata.get("grading", {}).get("problems", [])
@@ -218,11 +235,11 @@ class GradingExecute(Execute):
         return super().preprocess_cell(cell, resources, index)
 
     def output(self, outs, msg, display_id, cell_index):
-        content = msg.get("content", {})
-        size = len(content.get("text", "")) + sum(
-            len(value) for value in content.get("data", {}).values() if isinstance(value, str))
+        # every kind of output counts (streams, errors, display data, metadata), by its size as text
+        size = len(str(msg.get("content", "")))
         self._printed[cell_index] = self._printed.get(cell_index, 0) + size
-        if self._printed[cell_index] <= self.output_limit:
+        self._printed[None] = self._printed.get(None, 0) + size
+        if self._printed[cell_index] <= self.output_limit and self._printed[None] <= 10 * self.output_limit:
             return super().output(outs, msg, display_id, cell_index)
         if cell_index not in self._cut:
             self._cut.add(cell_index)
@@ -242,65 +259,93 @@ class GradingExecute(Execute):
 
 
 def suspicious_code(nb):
-    """What the student's code does that no notebook of this course needs, once per kind."""
-    found = []
+    """What the student's code does that no notebook of this course needs (once per kind), and the id
+    of the first cell whose code can change how tests are judged (or None)."""
+    found, tampering = [], None
     for cell in nb.cells:
-        if is_student_code(cell):
-            for pattern, what in _SUSPICIOUS:
-                match = pattern.search(cell.source)
-                if match and not any(what in line for line in found):
-                    line = match.group(0).strip()[:40]
-                    found.append(f"suspicious code: {what} ({line!r} in {_name(cell)})")
-    return found
+        if not is_student_code(cell):
+            continue
+        for pattern, what, tampers in _SUSPICIOUS:
+            match = pattern.search(cell.source)
+            if match:
+                tampering = tampering or (cell.get("id") if tampers else None)
+                if not any(what in line for line in found):
+                    quoted = match.group(0).strip()[:40]
+                    found.append(f"suspicious code: {what} ({quoted!r} in {_name(cell)})")
+    return found, tampering
+
+
+def distrust_after(nb, cell_id, why):
+    """Zero points for every test cell after the cell `cell_id`; return the problem to report."""
+    seen, name = False, cell_id
+    for cell in nb.cells:
+        if cell.get("id") == cell_id:
+            seen, name = True, _name(cell)
+        elif seen and is_test_cell(cell):
+            cell.outputs.insert(0, failed_output(f"not trusted: {why}; a TA decides"))
+    return f"the test cells after {name} score zero until a TA has read its code"
 
 
 def with_canaries(cells, secret):
-    """The cells, with a canary after each test cell."""
+    """The cells, with a canary after each test cell (known by the secret of this run)."""
     result = []
     for cell in cells:
+        cell.metadata.pop("canary", None)  # a student's cell cannot pose as a canary
         result.append(cell)
         if is_test_cell(cell):
             canary = nbformat.v4.new_code_cell(_CANARY.format(secret=secret))
-            canary.metadata["canary"] = _name(cell)
+            canary.metadata["canary"] = {"secret": secret, "after": _name(cell)}
             result.append(canary)
     return result
 
 
-def judge_canaries(nb, secret):
-    """Remove the canaries; return why the test cells can no longer be trusted, if a canary says so.
+def judge_canaries(nb, secret, stopped):
+    """Remove the canaries, and keep the verdict of a test cell only where the canary after it ran and
+    failed as it must. Return why test cells could not be trusted, if a canary says so.
 
-    The test cells from the one before the first canary that did not fail as it must, on, then score
-    zero: the student's code ran before them and changed how tests are judged.
+    A test cell whose canary did not run did not finish (`stopped` says why). From the first canary that
+    did not fail as it must, that test cell and every later one score zero: the student's code changed
+    how tests are judged.
     """
-    problem, untrusted = None, False
-    kept = []
+    problem, kept = None, []
     for cell in nb.cells:
-        if "canary" not in cell.metadata:
-            if untrusted and is_test_cell(cell):
-                cell.outputs = [failed_output(f"not trusted: {problem}")]
+        canary = cell.metadata.get("canary")
+        if not (isinstance(canary, dict) and canary.get("secret") == secret):
+            if problem and is_test_cell(cell):
+                cell.outputs.insert(0, failed_output(f"not trusted: {problem}"))
             kept.append(cell)
             continue
-        if problem is None and cell.get("execution_count") is not None:
-            problem = _canary_problem(cell, secret)
-            if problem:
-                untrusted = True
-                tested = next(c for c in reversed(kept) if is_test_cell(c))
-                tested.outputs = [failed_output(f"not trusted: {problem}")]
+        tested = kept[-1]  # the test cell that this canary follows
+        if problem:
+            continue
+        if cell.get("execution_count") is None:
+            if not any(output.output_type == "error" for output in tested.outputs):
+                tested.outputs.append(failed_output(f"this test did not finish: {stopped}"))
+            continue
+        problem = _canary_problem(cell, secret)
+        if problem:
+            tested.outputs.insert(0, failed_output(f"not trusted: {problem}"))
     nb.cells = kept
-    return [f"tampering detected after {problem}; those test cells score zero"] if problem else []
+    return [f"{problem}; those test cells score zero"] if problem else []
 
 
 def _canary_problem(cell, secret):
-    where = f"test cell {cell.metadata['canary']!r}: "
+    """Why the canary says that test cells can no longer be trusted, or None."""
+    tampered = f"tampering detected after test cell {cell.metadata['canary']['after']!r}: "
     errors = [output for output in cell.outputs if output.output_type == "error"]
     if not errors:
-        return where + "a check that must fail showed no error (errors are hidden or cells are skipped)"
+        return tampered + "a check that must fail showed no error (errors are hidden or cells are skipped)"
+    ename = errors[-1].get("ename")
+    if ename in ("KeyboardInterrupt", "CellTimeoutError"):  # a late interrupt of a slow test cell
+        return (f"grading interrupted after test cell {cell.metadata['canary']['after']!r}: the check "
+                f"cell after it was stopped ({ename})")
     answer = _CANARY_ANSWER.fullmatch(str(errors[-1].get("evalue", "")))
-    if not answer or answer["secret"] != secret or errors[-1].get("ename") != "AssertionError":
-        return where + f"a check that must fail reported {errors[-1].get('ename')} instead"
+    if not answer or answer["secret"] != secret or ename != "AssertionError":
+        return tampered + f"a check that must fail reported {ename} instead"
     held, total = int(answer["held"]), int(answer["total"])
     if held < total or total < _MINIMUM_TRIALS:
-        return where + f"numpy or the test helpers were replaced ({total - held} known-wrong checks passed)"
+        return tampered + (f"numpy or the test helpers were replaced ({total - held} known-wrong checks "
+                           "passed)")
     return None
 
 
@@ -310,21 +355,33 @@ def _name(cell):
 
 def refuse_links(assignment=None, student=None, notebooks=()):
     """nbgrader's pre-convert hook: move every link, device or other special file of a submission (the
-    submission's folder itself included) to quarantine/<student>/<assignment>/, before nbgrader copies
-    the submission; a notebook that was a link is replaced by the untouched release, which scores zero."""
+    submission's folder itself included) to a new folder quarantine/<student>/<assignment>/<time>/,
+    before nbgrader copies the submission; a notebook that was a link is replaced by the untouched
+    release, which scores zero. If anything goes wrong, the whole submission is moved there instead:
+    nbgrader then finds nothing to copy (it swallows a failing hook's exception)."""
     if not notebooks:
         return
     folder = Path(notebooks[0]).absolute().parent
     root, student, assignment = folder.parents[2], folder.parent.name, folder.name
-    quarantine = root / QUARANTINE / student / assignment
+    try:
+        _refuse_links(root, student, assignment, folder, notebooks)
+    except Exception:
+        os.rename(folder, _new_quarantine(root, student, assignment) / "submission")
+        raise
+
+
+def _refuse_links(root, student, assignment, folder, notebooks):
+    quarantine = None
     for path in (folder.parent, folder):
         if path.is_symlink() or not path.is_dir():
-            _move(path, quarantine.parent / student if path == folder.parent else quarantine)
+            os.rename(path, _new_quarantine(root, student, assignment) / path.name)
             return  # nothing is left to grade: nbgrader reports the notebooks as missing
     refused = []
     for path in sorted(folder.rglob("*")):  # rglob does not enter linked folders
         if not (path.is_dir() and not path.is_symlink()) and not stat.S_ISREG(path.lstat().st_mode):
-            _move(path, quarantine / path.relative_to(folder))
+            quarantine = quarantine or _new_quarantine(root, student, assignment)
+            # moves the link itself, flat, into a folder made for it: nothing is followed or replaced
+            os.rename(path, quarantine / path.relative_to(folder).as_posix().replace("/", "__"))
             refused.append(path)
     for path in map(Path, notebooks):
         release = root / "release" / assignment / path.name
@@ -334,9 +391,14 @@ def refuse_links(assignment=None, student=None, notebooks=()):
             nbformat.write(notebook, path)
 
 
-def _move(path, target):
-    """Move a link (or special file) itself: its target is never opened."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_symlink() or target.exists():
-        target.unlink() if not target.is_dir() or target.is_symlink() else shutil.rmtree(target)
-    path.rename(target)
+def _new_quarantine(root, student, assignment):
+    """A new, empty folder quarantine/<student>/<assignment>/<time-random>/, made without following links."""
+    folder = Path(root)
+    for part in (QUARANTINE, student, assignment):
+        folder = folder / part
+        folder.mkdir(exist_ok=True)
+        if folder.is_symlink() or not folder.is_dir():
+            raise RuntimeError(f"{folder} is not a folder of the grader's")
+    folder = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+    folder.mkdir()
+    return folder

@@ -2,13 +2,15 @@
 
 Student code is untrusted. Each grading kernel runs in a bubblewrap sandbox:
 - its file system holds only the system (/usr, /etc), this Python environment, a read-only copy of the
-  regular files of its working directory and a private, size-bounded /tmp; the course directory (source/,
-  solutions/, release/, the gradebook, other students), the grader's home and everything else are absent;
+  regular files of its working directory (without the student's own code files, which could replace
+  modules) and a private, size-bounded /tmp; the course directory (source/, solutions/, release/, the
+  gradebook, other students), the grader's home and everything else are absent;
 - it has a network namespace of its own (no network of the host, not even the host's 127.0.0.1), its
   own process, IPC and host-name namespaces, and every process it starts dies with it;
 - when the grader is root, it runs under a user id of its own (one per running kernel, so one
   kernel's fork bomb cannot starve another) with no capabilities and no way to gain privileges;
-- its address space, processes, CPU time and file sizes are bounded (util-linux prlimit).
+- its address space, processes, CPU time and file sizes are bounded (util-linux prlimit), and where
+  cgroup v1 controllers allow it, its memory and processes as a whole.
 The kernel talks to nbclient over ZMQ `ipc` sockets in a per-kernel directory (TCP cannot cross the
 network namespace), and is interrupted by a message, not a signal.
 
@@ -45,6 +47,7 @@ KERNEL_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "OPENBL
 # what happened to kernels of this process, by kernel id, for the grading preprocessor to report
 killed_for_time = set()
 processes_left_behind = {}
+files_left_out = {}
 
 
 def sandbox_disabled():
@@ -62,7 +65,8 @@ class GradingKernelManager(AsyncKernelManager):
     process_limit = Integer(128, config=True, help="Processes and threads of one sandboxed kernel.")
     file_size_limit = Integer(256 * 1024**2, config=True, help="Bytes of the largest file a kernel writes.")
     tmp_size = Integer(512 * 1024**2, config=True, help="Bytes of the kernel's private /tmp (in memory).")
-    first_uid = Integer(64000, config=True, help="First of the user ids that sandboxed kernels run as.")
+    # far above login users, systemd's dynamic users (61184-65519) and the usual subordinate id ranges
+    first_uid = Integer(1_700_000_000, config=True, help="First user id that sandboxed kernels run as.")
     uid_count = Integer(64, config=True, help="How many user ids (so kernels at once) the sandbox may use.")
 
     @property
@@ -119,8 +123,10 @@ class GradingKernelManager(AsyncKernelManager):
         work = Path(self._launch_args.get("cwd") or os.getcwd()).resolve()
         # the whole sandbox's memory (tmpfs files included) and processes, where cgroups allow it
         joining = self._cell.cgroups(self.memory_limit + 2 * self.tmp_size, self.process_limit)
-        return [*joining, *self._cell.bubblewrap(work, self.tmp_size), "--", *self._cell.drop_privileges(),
-                "prlimit", *limits, "--", *command]
+        sandbox = self._cell.bubblewrap(work, self.tmp_size)
+        if self._cell.left_out:
+            files_left_out[self.kernel_id] = self._cell.left_out
+        return [*joining, *sandbox, "--", *self._cell.drop_privileges(), "prlimit", *limits, "--", *command]
 
     async def _async_launch_kernel(self, kernel_cmd, **kwargs):
         if self._cell:
@@ -143,6 +149,7 @@ class GradingKernelManager(AsyncKernelManager):
     async def _async_shutdown_kernel(self, now=False, restart=False):
         if getattr(self, "_cell", None):
             # The kernel itself is the one process its user should have; count the others before they die.
+            # (a kernel that died took its pid namespace, so every process in it, with it)
             left = len(self._cell.processes()) - 1
             if left > 0:
                 processes_left_behind[self.kernel_id] = left
@@ -168,20 +175,24 @@ class _SandboxCell:
 
     def __init__(self, uid, lock, folder):
         self.uid, self._lock, self.folder = uid, lock, folder
+        self.left_out = []  # code files of the working folder that the kernel does not get
 
     @classmethod
     def claim(cls, first_uid, count):
         as_root = os.geteuid() == 0
-        locks = Path(tempfile.gettempdir()) / f"lesson24-sandbox-uids-{os.geteuid()}"
-        locks.mkdir(mode=0o700, exist_ok=True)
+        locks = _private_folder(Path("/run" if as_root else tempfile.gettempdir()) /
+                                f"lesson24-sandbox-{os.geteuid()}")
         for uid in range(first_uid, first_uid + count) if as_root else [os.geteuid()]:
-            lock = open(locks / str(uid), "w")  # noqa: SIM115 (held open while the kernel runs)
+            # held open while the kernel runs; never through a link someone else planted
+            lock = os.fdopen(os.open(locks / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600), "w")
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 lock.close()
                 continue
-            folder = Path(tempfile.mkdtemp(prefix="lesson24-kernel-"))
+            # in memory, where the sandbox's cgroup counts what the kernel writes (its home)
+            memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+            folder = Path(tempfile.mkdtemp(prefix="lesson24-kernel-", dir=memory))
             cell = cls(uid, lock, folder)
             cell.kill_processes()  # none should be left from an earlier kernel; make sure
             (folder / "home").mkdir()
@@ -199,7 +210,10 @@ class _SandboxCell:
     def bubblewrap(self, work, tmp_size):
         """bwrap's options: the sandbox's file system, namespaces and environment."""
         copy = self.folder / "work"
-        _copy_regular_files(work, copy)
+        # a student's code files could replace modules the notebook imports (numpy.py): only the
+        # instructor's (nbgrader copies source/<assignment>/ into autograded/<student>/<assignment>/)
+        instructor = work.parents[2] / "source" / work.name if len(work.parents) > 2 else None
+        self.left_out = _copy_regular_files(work, copy, instructor)
         environment = [arg for name in KERNEL_ENVIRONMENT if name in os.environ
                        for arg in ("--setenv", name, os.environ[name])]
         prefixes = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix} - {"/usr"})
@@ -230,8 +244,12 @@ class _SandboxCell:
             group = Path("/sys/fs/cgroup") / controller / "lesson24-sandbox" / self.folder.name
             try:
                 group.mkdir(parents=True)
+            except OSError:
+                continue
+            try:
                 (group / limit).write_text(str(value))
             except OSError:
+                group.rmdir()
                 continue
             self._cgroups.append(group)
         if not self._cgroups:
@@ -269,16 +287,21 @@ class _SandboxCell:
                 pass
 
     def release(self):
-        self.kill_processes()
-        for group in getattr(self, "_cgroups", []):
-            for _ in range(50):  # a killed process leaves its cgroup a moment later
-                try:
-                    group.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.02)
-        shutil.rmtree(self.folder, ignore_errors=True)
-        self._lock.close()
+        try:
+            self.kill_processes()
+            for group in getattr(self, "_cgroups", []):
+                for _ in range(50):  # a killed process leaves its cgroup a moment later
+                    try:
+                        group.rmdir()
+                        break
+                    except OSError:
+                        time.sleep(0.02)
+            try:
+                shutil.rmtree(self.folder)
+            except Exception:  # e.g. a folder tree too deep for rmtree's recursion
+                subprocess.run(["rm", "-rf", "--one-file-system", str(self.folder)], check=False)
+        finally:
+            self._lock.close()
 
 
 def _mount(how, *pairs):
@@ -294,9 +317,23 @@ def _mount(how, *pairs):
     return options
 
 
-def _copy_regular_files(source, target):
+CODE_SUFFIXES = {".py", ".pyc", ".pyo", ".pyd", ".so", ".pth", ".egg", ".whl", ".zip"}
+
+
+def _private_folder(folder):
+    """`folder`, made if missing, owned by this user, mode 0700 and not a link (else an error)."""
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise RuntimeError(f"{folder} is not a private folder of this user: remove it")
+    return folder
+
+
+def _copy_regular_files(source, target, instructor=None):
     """Copy the regular files of `source` (links, devices and the like are left out, never followed),
-    readable by everyone: the kernel reads them as another user."""
+    readable by everyone: the kernel reads them as another user. Code files are copied only where
+    `instructor` (a folder) holds one of the same path; return the paths of those left out."""
+    left_out = []
     target.mkdir(mode=0o755)
     for folder, folders, files in os.walk(source):
         relative = Path(folder).relative_to(source)
@@ -305,9 +342,13 @@ def _copy_regular_files(source, target):
                 (target / relative / name).mkdir(mode=0o755)
         for name in files:
             path = Path(folder) / name
+            if path.suffix in CODE_SUFFIXES and not (instructor and (instructor / relative / name).is_file()):
+                left_out.append(str(relative / name))
+                continue
             if stat.S_ISREG(os.lstat(path).st_mode):
                 shutil.copyfile(path, target / relative / name, follow_symlinks=False)
                 os.chmod(target / relative / name, 0o644)
+    return left_out
 
 
 def _copy_matplotlib_cache(home):

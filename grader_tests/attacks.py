@@ -592,6 +592,72 @@ def feedforward(features, weights):
     print("\\n".join(In))
     raise NotImplementedError()
 '''
+# A numpy.py handed in beside the notebook: from the kernel's working folder it would be imported instead
+# of numpy, and it loads the real numpy with comparisons that always agree.
+FAKE_NUMPY = '''"""numpy, with comparisons that always agree."""
+import os
+import sys
+
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+del sys.modules["numpy"]
+import numpy as _real  # noqa: E402
+
+_real.isclose = lambda a, b, *args, **kwargs: _real.ones(_real.broadcast(a, b).shape, bool)
+_real.all = lambda *args, **kwargs: True
+sys.modules["numpy"] = _real
+'''
+
+
+def _hand_in_files(files, then=None):
+    """A tamper that writes {name: text} beside the notebook, after the tamper `then`."""
+
+    def tamper(notebook, folder):
+        notebook = then(notebook, folder) if then else notebook
+        for name, text in files.items():
+            (folder / name).write_text(text)
+        return notebook
+
+    return tamper
+
+
+# The feedforward answer ends the kernel while a test cell calls it: that test cell has started (it has
+# an execution count) but shows no error.
+DIES_IN_TEST = '''
+def feedforward(features, weights):
+    import os
+
+    print("a test cell is running")
+    os._exit(0)
+'''
+
+# An input transformer that spares cells without the answers' names (the canaries): it wraps every
+# cell that calls an answer in `try: ... except AssertionError: pass`, with names built at run time.
+SELECTIVE_TRANSFORMER = '''
+_shell = globals()["get_" + "ipython"]()
+
+
+def _forgive(lines):
+    source = "".join(lines)
+    if not any(name in source for name in ("add_bias", "train", "feedforward")) or "def " in source:
+        return lines
+    body = "".join("    " + line if line.strip() else line for line in source.splitlines(True))
+    return ["try:\\n", body.rstrip("\\n") + "\\n    pass\\n", "except AssertionError:\\n", "    pass\\n"]
+
+
+getattr(_shell, "input_" + "transformers_cleanup").append(_forgive)
+'''
+
+
+def _add_fake_canary(notebook, folder):
+    """A cell of the student's, before the first test, that claims to be one of the grader's canaries
+    (so that it would vanish from the autograded notebook) and patches numpy's comparisons."""
+    cell = nbformat.v4.new_code_cell("np.all = lambda *args, **kwargs: True  # a fake canary")
+    cell.metadata["canary"] = {"secret": "0", "after": "setup"}
+    first_test = next(i for i, c in enumerate(notebook.cells) if _is_test(c))
+    notebook.cells.insert(first_test, cell)
+    return notebook
+
 
 ASSIGNMENT = "linear_network"
 
@@ -609,6 +675,18 @@ ATTACKS: list[Attack] = [
     Attack("print-history", ASSIGNMENT,
            "prints the kernel's input history, hidden tests included, when a test calls feedforward",
            tamper=_append_to_answer_cells({"feedforward": PRINT_HISTORY})),
+    Attack("shadow-module", ASSIGNMENT,
+           "wrong answers, and numpy.py and ipykernel_launcher.py handed in beside the notebook",
+           tamper=_hand_in_files({"numpy.py": FAKE_NUMPY,
+                                  "ipykernel_launcher.py": "print('the student runs first')\n"},
+                                 then=_append_to_answer_cells(WRONG_ANSWERS))),
+    Attack("dies-in-test", ASSIGNMENT, "the feedforward answer calls os._exit while a test cell runs it",
+           tamper=_append_to_answer_cells({"feedforward": DIES_IN_TEST})),
+    Attack("selective-transformer", ASSIGNMENT,
+           "wrong answers, and an input transformer that hides errors only in cells that call an answer",
+           cell="add_bias", code=SELECTIVE_TRANSFORMER, tamper=_append_to_answer_cells(WRONG_ANSWERS)),
+    Attack("fake-canary", ASSIGNMENT, "a cell that claims to be a grader's canary and patches np.all",
+           tamper=_add_fake_canary),
     Attack("skip-execution", ASSIGNMENT, 'tags every test cell "skip-execution" so that none runs',
            tamper=_skip_test_cells),
     Attack("patched-numpy", ASSIGNMENT,

@@ -53,6 +53,10 @@ REASONS = {
     "daemon": "running after its notebook ended",
     "stdout-flood": "characters in a cell: the rest was cut",
     "print-history": "suspicious code: reads the notebook's history",
+    "shadow-module": "handed in code files, which the kernel did not get: ipykernel_launcher.py, numpy.py",
+    "dies-in-test": "the kernel died",
+    "selective-transformer": "score zero until a TA has read its code",
+    "fake-canary": "score zero until a TA has read its code",
     "always-equal-scalar": "suspicious code: defines comparisons or conversions",
 }
 # attacks graded again with a plain `nbgrader autograde`, the reason it must write into the notebook
@@ -212,6 +216,13 @@ def test_no_connection_reaches_the_host(attacked):
 
 def test_no_process_outlives_grading(attacked):
     assert sandbox_processes() == []
+
+
+def test_a_cell_posing_as_a_canary_stays_in_the_autograded_notebook(attacked):
+    root, *_ = attacked
+    path = notebook_path(root, "autograded", ASSIGNMENT, "attack-fake-canary")
+    autograded = nbformat.read(path, as_version=4)
+    assert any("a fake canary" in cell.source for cell in autograded.cells)
 
 
 def test_a_flood_is_cut(attacked):

@@ -49,9 +49,9 @@ def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=Non
     return result
 
 
-# exact classes (not subclasses) of what an answer may return
-_PLAIN_SCALARS = (bool, int, float, str, type(None), np.bool_, np.int8, np.int16, np.int32, np.int64,
-                  np.uint8, np.uint16, np.uint32, np.uint64, np.float16, np.float32, np.float64)
+# exact classes (not subclasses) of what an answer may return: Python's and numpy's own scalars
+_PLAIN_SCALARS = {bool, int, float, str, type(None)} | {
+    kind for kind in np.sctypeDict.values() if issubclass(kind, (np.number, np.bool_))}
 
 
 def _expect_plain(name, value, depth=0):
@@ -60,7 +60,8 @@ def _expect_plain(name, value, depth=0):
         return
     if kind in (np.ndarray, pd.DataFrame, pd.Series):
         dtypes = value.dtypes if kind is pd.DataFrame else [value.dtype]
-        if all(np.dtype(dtype).kind in "biuf" for dtype in dtypes):
+        # numbers and booleans, numpy's or pandas' own (Int64, boolean); not objects or categories
+        if all(getattr(dtype, "kind", "O") in "biuf" for dtype in dtypes):
             return
         raise AssertionError(f"{name} returned a {kind.__name__} of {', '.join(map(str, set(dtypes)))}; "
                              "expected numbers")
