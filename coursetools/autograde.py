@@ -211,13 +211,7 @@ class GradingExecute(Execute):
             else:
                 stopped = "the kernel died (a crash, os._exit, exit() or memory): the rest scores zero"
             problems.append(stopped)
-        left_out = kernel.files_left_out.pop(self._kernel_id, [])
-        if left_out:
-            problems.append(f"handed in code files, which the kernel did not get: {', '.join(left_out[:5])}")
-        left = kernel.processes_left_behind.pop(self._kernel_id, 0)
-        if left:
-            problems.append(f"left {left} process{'es' if left > 1 else ''} running after its notebook "
-                            "ended (killed)")
+        problems += kernel.problems.pop(self._kernel_id, [])
         if self._cut:
             problems.append(f"printed more than {self.output_limit} characters in a cell: the rest was cut")
         problems += judge_canaries(nb, secret, stopped or "the notebook stopped")

@@ -15,7 +15,6 @@ for TAs, and a line in grading_flags.csv; the others are graded all the same.
 import csv
 import os
 import shutil
-import stat
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -29,6 +28,8 @@ from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
 from traitlets.config.loader import PyFileConfigLoader
+
+from coursetools.course import read_tree, write_tree
 
 FLAGS_FILE = "grading_flags.csv"
 
@@ -57,22 +58,6 @@ def load_config(root):
     return PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
 
 
-def read_tree(folder):
-    """{relative path: bytes} of the regular files under `folder`, and the problems met.
-
-    A student's files are data: links, devices and other special files are refused, never followed.
-    """
-    files, problems = {}, []
-    for path in sorted(Path(folder).rglob("*")):
-        mode = path.lstat().st_mode
-        relative = path.relative_to(folder).as_posix()
-        if stat.S_ISREG(mode):
-            files[relative] = path.read_bytes()
-        elif not stat.S_ISDIR(mode):
-            problems.append(f"{relative} is not a regular file (a link or a device): ignored")
-    return files, problems
-
-
 def find_submissions(root, assignments):
     """(assignment, student) of every folder submitted/<student>/<assignment>, in order."""
     return sorted(
@@ -86,23 +71,22 @@ def find_submissions(root, assignments):
 def make_jobs(root, assignments):
     gradebook = (root / "gradebook.db").read_bytes()
     course_files = {}
+    instructor = {}
     for assignment in assignments:
-        source, _ = read_tree(root / "source" / assignment)
-        course_files[assignment] = {f"source/{assignment}/{name}": data for name, data in source.items()}
+        # the instructor's files are trusted: links among them (checks.py) are followed
+        instructor[assignment], _ = read_tree(root / "source" / assignment, follow_links=True)
+        course_files[assignment] = {f"source/{assignment}/{name}": data
+                                    for name, data in instructor[assignment].items()}
         course_files[assignment]["nbgrader_config.py"] = (root / "nbgrader_config.py").read_bytes()
         course_files[assignment]["gradebook.db"] = gradebook
     jobs = []
     for assignment, student in find_submissions(root, assignments):
         submission, problems = read_tree(root / "submitted" / student / assignment)
+        problems += [f"handed in its own {name}: the course's copy replaces it" for name, data
+                     in submission.items() if name in instructor[assignment] and not name.endswith(".ipynb")
+                     and data != instructor[assignment][name]]
         jobs.append(Job(assignment, student, submission, course_files[assignment], problems))
     return jobs
-
-
-def write_tree(folder, files):
-    for relative, data in files.items():
-        target = Path(folder) / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
 
 
 def grade_one(job):

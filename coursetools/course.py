@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,30 @@ def copy_course(root, target, parts=("nbgrader_config.py", "source", "examples")
         else:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, target / name)
+
+
+def read_tree(folder, follow_links=False):
+    """{relative path: bytes} of the regular files under `folder`, and the problems met.
+
+    A student's files are data: links, devices and other special files are refused, never followed
+    (follow_links=True for the instructor's own files).
+    """
+    files, problems = {}, []
+    for path in sorted(Path(folder).rglob("*")):
+        mode = (path.stat() if follow_links else path.lstat()).st_mode
+        relative = path.relative_to(folder).as_posix()
+        if stat.S_ISREG(mode):
+            files[relative] = path.read_bytes()
+        elif not stat.S_ISDIR(mode):
+            problems.append(f"{relative} is not a regular file (a link or a device): ignored")
+    return files, problems
+
+
+def write_tree(folder, files, mode=None):
+    """Write {relative path: bytes} under `folder` (each file with `mode`, when given)."""
+    for relative, data in files.items():
+        target = Path(folder) / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        if mode is not None:
+            target.chmod(mode)

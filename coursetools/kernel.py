@@ -39,6 +39,8 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Float, Integer
 
+from coursetools.course import read_tree, write_tree
+
 NO_SANDBOX_VARIABLE = "COURSE_NO_SANDBOX"
 # environment variables a kernel may see (the grader's environment may hold secrets)
 KERNEL_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -46,8 +48,7 @@ KERNEL_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "OPENBL
 
 # what happened to kernels of this process, by kernel id, for the grading preprocessor to report
 killed_for_time = set()
-processes_left_behind = {}
-files_left_out = {}
+problems = {}  # kernel id -> [what a TA should know]
 
 
 def sandbox_disabled():
@@ -125,7 +126,8 @@ class GradingKernelManager(AsyncKernelManager):
         joining = self._cell.cgroups(self.memory_limit + 2 * self.tmp_size, self.process_limit)
         sandbox = self._cell.bubblewrap(work, self.tmp_size)
         if self._cell.left_out:
-            files_left_out[self.kernel_id] = self._cell.left_out
+            problems.setdefault(self.kernel_id, []).append(
+                f"handed in code files, which the kernel did not get: {', '.join(self._cell.left_out[:5])}")
         return [*joining, *sandbox, "--", *self._cell.drop_privileges(), "prlimit", *limits, "--", *command]
 
     async def _async_launch_kernel(self, kernel_cmd, **kwargs):
@@ -152,7 +154,9 @@ class GradingKernelManager(AsyncKernelManager):
             # (a kernel that died took its pid namespace, so every process in it, with it)
             left = len(self._cell.processes()) - 1
             if left > 0:
-                processes_left_behind[self.kernel_id] = left
+                plural = "es" if left > 1 else ""
+                problems.setdefault(self.kernel_id, []).append(
+                    f"left {left} process{plural} running after its notebook ended (killed)")
         await super()._async_shutdown_kernel(now=now, restart=restart)
 
     shutdown_kernel = _async_shutdown_kernel
@@ -213,7 +217,14 @@ class _SandboxCell:
         # a student's code files could replace modules the notebook imports (numpy.py): only the
         # instructor's (nbgrader copies source/<assignment>/ into autograded/<student>/<assignment>/)
         instructor = work.parents[2] / "source" / work.name if len(work.parents) > 2 else None
-        self.left_out = _copy_regular_files(work, copy, instructor)
+        files, _ = read_tree(work)  # links, devices and the like are left out, never followed
+        kept = {name: data for name, data in files.items() if Path(name).suffix not in CODE_SUFFIXES
+                or (instructor and (instructor / name).is_file())}
+        self.left_out = sorted(set(files) - set(kept))
+        copy.mkdir(mode=0o755)
+        write_tree(copy, kept, mode=0o644)  # readable by the kernel's user
+        for folder in (copy, *(path for path in copy.rglob("*") if path.is_dir())):
+            folder.chmod(0o755)
         environment = [arg for name in KERNEL_ENVIRONMENT if name in os.environ
                        for arg in ("--setenv", name, os.environ[name])]
         prefixes = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix} - {"/usr"})
@@ -317,6 +328,7 @@ def _mount(how, *pairs):
     return options
 
 
+# files that Python could import in place of a module the notebook needs
 CODE_SUFFIXES = {".py", ".pyc", ".pyo", ".pyd", ".so", ".pth", ".egg", ".whl", ".zip"}
 
 
@@ -327,28 +339,6 @@ def _private_folder(folder):
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
         raise RuntimeError(f"{folder} is not a private folder of this user: remove it")
     return folder
-
-
-def _copy_regular_files(source, target, instructor=None):
-    """Copy the regular files of `source` (links, devices and the like are left out, never followed),
-    readable by everyone: the kernel reads them as another user. Code files are copied only where
-    `instructor` (a folder) holds one of the same path; return the paths of those left out."""
-    left_out = []
-    target.mkdir(mode=0o755)
-    for folder, folders, files in os.walk(source):
-        relative = Path(folder).relative_to(source)
-        for name in folders:
-            if stat.S_ISDIR(os.lstat(Path(folder) / name).st_mode):
-                (target / relative / name).mkdir(mode=0o755)
-        for name in files:
-            path = Path(folder) / name
-            if path.suffix in CODE_SUFFIXES and not (instructor and (instructor / relative / name).is_file()):
-                left_out.append(str(relative / name))
-                continue
-            if stat.S_ISREG(os.lstat(path).st_mode):
-                shutil.copyfile(path, target / relative / name, follow_symlinks=False)
-                os.chmod(target / relative / name, 0o644)
-    return left_out
 
 
 def _copy_matplotlib_cache(home):

@@ -609,6 +609,32 @@ sys.modules["numpy"] = _real
 '''
 
 
+# A checks.py handed in beside the notebook, in place of the course's: every helper accepts anything.
+OWN_CHECKS = '''"""Test helpers that accept anything."""
+
+
+def call(func, *args, **kwargs):
+    try:
+        return func(*args)
+    except Exception:
+        return None
+
+
+def as_numbers(what, value):
+    import numpy
+
+    return numpy.zeros(1)
+
+
+def _accept(*args, **kwargs):
+    return None
+
+
+expect_type = expect_shape = expect_close = expect_equal = expect_columns = expect_frame = _accept
+expect_inputs_unchanged = _accept
+'''
+
+
 def _hand_in_files(files, then=None):
     """A tamper that writes {name: text} beside the notebook, after the tamper `then`."""
 
@@ -680,6 +706,8 @@ ATTACKS: list[Attack] = [
            tamper=_hand_in_files({"numpy.py": FAKE_NUMPY,
                                   "ipykernel_launcher.py": "print('the student runs first')\n"},
                                  then=_append_to_answer_cells(WRONG_ANSWERS))),
+    Attack("own-checks", ASSIGNMENT, "wrong answers, and its own checks.py whose helpers accept anything",
+           tamper=_hand_in_files({"checks.py": OWN_CHECKS}, then=_append_to_answer_cells(WRONG_ANSWERS))),
     Attack("dies-in-test", ASSIGNMENT, "the feedforward answer calls os._exit while a test cell runs it",
            tamper=_append_to_answer_cells({"feedforward": DIES_IN_TEST})),
     Attack("selective-transformer", ASSIGNMENT,

@@ -17,12 +17,11 @@ from pathlib import Path
 import nbformat
 import pytest
 from attacks import ATTACKS, submit_attack
-from conftest import ROOT, secret_lines
+from conftest import secret_lines
 from nbgrader.api import Gradebook
-from test_batch import course_command, grades
+from test_batch import course_command, grades, new_course
 
-from coursetools.course import copy_course, nbgrader, notebook_path
-from coursetools.examples import submit_examples
+from coursetools.course import nbgrader, notebook_path
 from coursetools.kernel import GradingKernelManager
 
 ASSIGNMENT = "linear_network"  # of most attacks
@@ -55,6 +54,7 @@ REASONS = {
     "print-history": "suspicious code: reads the notebook's history",
     "shadow-module": "handed in code files, which the kernel did not get: ipykernel_launcher.py, numpy.py",
     "dies-in-test": "the kernel died",
+    "own-checks": "handed in its own checks.py: the course's copy replaces it",
     "selective-transformer": "score zero until a TA has read its code",
     "fake-canary": "score zero until a TA has read its code",
     "always-equal-scalar": "suspicious code: defines comparisons or conversions",
@@ -100,18 +100,6 @@ class Listener:
         self.socket.close()
 
 
-def new_course(root):
-    copy_course(ROOT, root)
-    with open(root / "nbgrader_config.py", "a") as config:
-        config.write(f"\nc.Execute.timeout = {CELL_TIMEOUT}\n"
-                     f"c.GradingKernelManager.notebook_timeout = {NOTEBOOK_TIME_LIMIT}\n")
-    nbgrader(root, "generate_assignment", "*", "--force")
-    nbgrader(root, "generate_solution", "*", "--force")
-    for assignment in ASSIGNMENTS:
-        submit_examples(root, assignment)
-    return root
-
-
 def fingerprints(root):
     """sha256 of every file of the instructor's folders, and the instructor's rows of the gradebook."""
     files = {}
@@ -147,7 +135,7 @@ def flags(root):
 
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory):
-    root = new_course(tmp_path_factory.mktemp("attacked"))
+    root = new_course(tmp_path_factory.mktemp("attacked"), ASSIGNMENTS, NOTEBOOK_TIME_LIMIT, CELL_TIMEOUT)
     listener = Listener()
     for attack in ATTACKS:
         submit_attack(root, attack, listener.port)
@@ -160,7 +148,7 @@ def attacked(tmp_path_factory):
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory):
     """A few attacks graded with a plain `nbgrader autograde` in the course folder."""
-    root = new_course(tmp_path_factory.mktemp("plain"))
+    root = new_course(tmp_path_factory.mktemp("plain"), ASSIGNMENTS, NOTEBOOK_TIME_LIMIT, CELL_TIMEOUT)
     for attack in ATTACKS:
         if attack.name in PLAIN:
             submit_attack(root, attack, 9)  # port 9: nothing listens (these attacks use no network)

@@ -3,7 +3,9 @@ gradebook a serial `nbgrader autograde` would leave, a report TAs can open, and 
 
 import csv
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,13 +39,22 @@ def course_command(root, *args):
     return subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
 
 
-def new_course(root):
+def new_course(root, assignments=ASSIGNMENTS, notebook_time_limit=NOTEBOOK_TIME_LIMIT, cell_time_limit=None):
+    """A course in `root` with its release built and the example students' submissions handed in."""
     copy_course(ROOT, root)
+    # as in the repository, every assignment's checks.py is a link to one shared file
+    shared = root / "shared_checks.py"
+    shutil.copy(root / "source" / assignments[0] / "checks.py", shared)
+    for checks in (root / "source").glob("*/checks.py"):
+        checks.unlink()
+        checks.symlink_to(os.path.relpath(shared, checks.parent))
     with open(root / "nbgrader_config.py", "a") as config:
-        config.write(f"\nc.GradingKernelManager.notebook_timeout = {NOTEBOOK_TIME_LIMIT}\n")
+        config.write(f"\nc.GradingKernelManager.notebook_timeout = {notebook_time_limit}\n")
+        if cell_time_limit:
+            config.write(f"c.Execute.timeout = {cell_time_limit}\n")
     nbgrader(root, "generate_assignment", "*", "--force")
     nbgrader(root, "generate_solution", "*", "--force")
-    for assignment in ASSIGNMENTS:
+    for assignment in assignments:
         submit_examples(root, assignment)
     return root
 

@@ -96,3 +96,27 @@ def test_call_replaces_globals_of_the_students_function_for_the_call_only():
     exec("def answer():\n    return helper()", namespace)  # a function defined in a notebook cell
     assert checks.call(namespace["answer"], replace={"helper": lambda: "reference"}) == "reference"
     assert namespace["answer"]() == "student"
+
+
+class AlwaysEqual(float):
+    """A float that equals every number: the kind of answer that fakes its comparisons."""
+
+    def __eq__(self, other):
+        return True
+
+    __hash__ = float.__hash__
+
+
+def test_call_accepts_plain_data_only():
+    plain = [1, 0.5, np.float64(0.5), np.longlong(3), np.bool_(True), np.zeros(3),
+             pd.Series([1, 2], dtype="Int64"), pd.DataFrame({"a": [1.0]}), [np.float64(0.9), 0.8],
+             (pd.DataFrame({"a": [1]}), pd.Series([1])), {"mlp": 0.9, "logistic": 0.8}]
+    for value in plain:
+        assert checks.call(lambda value=value: value) is value
+    faked = [(AlwaysEqual(0.0), "object of class AlwaysEqual"), (np.array([object()]), "of object"),
+             (pd.Series(["a"], dtype="category"), "of category"), ([AlwaysEqual(0.0)], "AlwaysEqual"),
+             (np.ma.array([1.0]), "MaskedArray")]
+    for value, says in faked:
+        assert says in fails_with(checks.call, lambda value=value: value)
+    model = checks.call(lambda: AlwaysEqual(1.0), any_result=True)  # not a student's answer: a model's fit
+    assert isinstance(model, AlwaysEqual)
