@@ -70,6 +70,9 @@ class GradingKernelManager(AsyncKernelManager):
     first_uid = Integer(1_700_000_000, config=True, help="First user id that sandboxed kernels run as.")
     uid_count = Integer(64, config=True, help="How many user ids (so kernels at once) the sandbox may use.")
 
+    _cell = None  # the running kernel's share of the machine, when sandboxed
+    _deadline = None  # the timer of the notebook time limit
+
     @property
     def sandboxed(self):
         return self.sandbox and not sandbox_disabled()
@@ -99,7 +102,6 @@ class GradingKernelManager(AsyncKernelManager):
             self.connection_file = str(self._cell.folder / "kernel.json")
             self.ip = str(self._cell.folder / "kernel-ipc")
         else:
-            self._cell = None
             self.log.warning("GRADING WITHOUT A SANDBOX: student code runs with your rights and sees all "
                              "your files (unset %s to grade safely)", NO_SANDBOX_VARIABLE)
         await super()._async_start_kernel(**kwargs)
@@ -111,7 +113,7 @@ class GradingKernelManager(AsyncKernelManager):
 
     def write_connection_file(self, **kwargs):
         super().write_connection_file(**kwargs)
-        if getattr(self, "_cell", None):
+        if self._cell:
             self._cell.give(self.connection_file)  # the kernel, as its own user, must read it
 
     def format_kernel_cmd(self, extra_arguments=None):
@@ -149,7 +151,7 @@ class GradingKernelManager(AsyncKernelManager):
             pass
 
     async def _async_shutdown_kernel(self, now=False, restart=False):
-        if getattr(self, "_cell", None):
+        if self._cell:
             # The kernel itself is the one process its user should have; count the others before they die.
             # (a kernel that died took its pid namespace, so every process in it, with it)
             left = len(self._cell.processes()) - 1
@@ -162,11 +164,10 @@ class GradingKernelManager(AsyncKernelManager):
     shutdown_kernel = _async_shutdown_kernel
 
     async def _async_cleanup_resources(self, restart=False):
-        deadline = getattr(self, "_deadline", None)
-        if deadline is not None:
-            deadline.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
         await super()._async_cleanup_resources(restart=restart)
-        if getattr(self, "_cell", None) and not restart:
+        if self._cell and not restart:
             self._cell.release()
             self._cell = None
 
@@ -180,6 +181,7 @@ class _SandboxCell:
     def __init__(self, uid, lock, folder):
         self.uid, self._lock, self.folder = uid, lock, folder
         self.left_out = []  # code files of the working folder that the kernel does not get
+        self._cgroups = []
 
     @classmethod
     def claim(cls, first_uid, count):
@@ -300,7 +302,7 @@ class _SandboxCell:
     def release(self):
         try:
             self.kill_processes()
-            for group in getattr(self, "_cgroups", []):
+            for group in self._cgroups:
                 for _ in range(50):  # a killed process leaves its cgroup a moment later
                     try:
                         group.rmdir()
