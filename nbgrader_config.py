@@ -6,24 +6,30 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPrep
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
-    ClearHiddenTests,
     ClearMarkScheme,
     ClearOutput,
+    ClearSolutions,
+    ComputeChecksums,
     DeduplicateIds,
     GetGrades,
     IgnorePattern,
     IncludeHeaderFooter,
+    InstantiateTests,
     LimitOutput,
     LockCells,
-    OverwriteCells,
     OverwriteKernelspec,
     SaveAutoGrades,
+    SaveCells,
 )
 
-from coursetools.autograde import GradingExecute, RestoreCellMetadata, refuse_links
-from coursetools.feedback import HideHiddenTests
+from coursetools.autograde import GradingExecute, RestoreInstructorCells, refuse_links
+from coursetools.course import silence_known_warnings
+from coursetools.feedback import FeedbackForStudents
+from coursetools.release import ClearHiddenTestsQuietly
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
+
+silence_known_warnings()  # SQLAlchemy's about nbgrader's gradebook writes: nothing is wrong
 
 # Grading kernels inherit this environment. One BLAS/OpenMP thread: with two, an MLP fit that takes 2 s
 # can take 40 s when the other core is busy, and results are the same. Parallelism comes from grading
@@ -38,16 +44,16 @@ c.CourseDirectory.solution_directory = "solutions"
 # Student code is untrusted. Every grading kernel runs in a sandbox (coursetools/kernel.py: no course
 # files, no network, its own user, bounded memory, processes and CPU; needs bubblewrap). nbgrader's own
 # autograde steps, with three changes (coursetools/autograde.py): a submission's links are moved aside
-# before nbgrader copies it; cells get the instructor's metadata back (a student's `skip-execution` tag
-# on a test has no effect); and the notebook runs with canaries after each test cell, zero points for
-# tests that did not run or ran after tampering, and an output limit.
+# before nbgrader copies it; cells get the instructor's source and metadata back (a student's
+# `skip-execution` tag on a test has no effect, an edited test is reported once, in words); and the
+# notebook runs with canaries after each test cell, zero points for tests that did not run or ran after
+# tampering, and an output limit.
 c.Autograde.pre_convert_hook = refuse_links
 c.Autograde.sanitize_preprocessors = [
     ClearOutput,
     DeduplicateIds,
     OverwriteKernelspec,
-    OverwriteCells,
-    RestoreCellMetadata,
+    RestoreInstructorCells,
     CheckCellMetadata,
 ]
 c.Autograde.autograde_preprocessors = [
@@ -68,16 +74,34 @@ c.Execute.kernel_manager_class = "coursetools.kernel.GradingKernelManager"
 c.GradingKernelManager.notebook_timeout = 600
 c.GradingKernelManager.memory_limit = 4 * 1024**3
 
+# Release notebooks as nbgrader makes them, but a test cell of hidden tests alone shows nothing when run
+# (nbgrader validate would read its docstring as a partial score); the same in published solutions.
+c.GenerateAssignment.preprocessors = [
+    IncludeHeaderFooter,
+    InstantiateTests,
+    LockCells,
+    ClearSolutions,
+    ClearOutput,
+    CheckCellMetadata,
+    ComputeChecksums,
+    SaveCells,
+    ClearHiddenTestsQuietly,
+    ClearMarkScheme,
+    ComputeChecksums,
+    CheckCellMetadata,
+]
+
 # Published solutions show the reference answers but neither the hidden tests (they are reused every
 # term) nor the TAs' mark scheme, and carry no outputs, so regenerating them is repeatable.
 c.GenerateSolution.preprocessors = [
     IncludeHeaderFooter,
     LockCells,
     ClearOutput,
-    ClearHiddenTests,
+    ClearHiddenTestsQuietly,
     ClearMarkScheme,
 ]
 
-# Feedback shows every test cell's points and failure message, but no hidden-test source: plain nbgrader
-# would copy the hidden tests into every student's feedback.
-c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+# Feedback shows every test cell's points and failure message, and the student's grading notes; no
+# hidden-test source (plain nbgrader would copy the hidden tests into every student's feedback), no TA
+# notes and no paths of the grading machine.
+c.GenerateFeedback.preprocessors = [GetGrades, FeedbackForStudents, CSSHTMLHeaderPreprocessor]

@@ -5,8 +5,10 @@ nbgrader judges a test cell by its outputs alone: a test cell without an error o
 So a test cell that never ran (a `skip-execution` tag, a kernel that died) would earn them, and so would
 one whose error the student's code hid (a custom exception handler, an input transformer, patched numpy
 or test helpers). Here a test cell keeps its points only if it ran to its end untampered:
-- RestoreCellMetadata gives every cell of the instructor's notebook its metadata back (tags included)
-  before execution, so a tag a student added to a test cell has no effect;
+- RestoreInstructorCells is nbgrader's OverwriteCells (graded and read-only cells get the instructor's
+  source back) that also gives every cell of the instructor's notebook its metadata back (tags included),
+  so a tag a student added to a test cell has no effect, and tells the restoring of hidden tests (silent)
+  from a student's edit of a test (reported once, in words);
 - GradingExecute runs the notebook (in the sandboxed kernel, see coursetools.kernel) and
   - after each test cell runs a canary: known-wrong checks that must fail, ending in an error with a
     secret made for this run. A canary that shows no error, another error or a check that passed means
@@ -16,9 +18,9 @@ or test helpers). Here a test cell keeps its points only if it ran to its end un
     tests are judged also gives zero to every later test cell, for a TA to decide (no in-kernel check
     can rule such code out);
   - cuts output beyond `output_limit` characters per cell (a flood would fill the grader's memory);
-  and writes what it found into the notebook's metadata ("grading" -> "problems"), flags the
-  submission in the gradebook and logs it. Zeroed cells keep their outputs, after a "NotGraded" error
-  that says why, for the TA.
+  and records what it found in the notebook's metadata (coursetools.findings), flags the submission
+  in the gradebook when a finding needs a TA, and logs it. Zeroed cells keep their outputs, after a
+  "NotGraded" error that says why, for the TA.
 - refuse_links (nbgrader's pre-convert hook) moves links and special files out of a submission before
   nbgrader copies it, so nbgrader, running as root, never follows a link that a student made.
 """
@@ -32,14 +34,18 @@ from pathlib import Path
 
 import nbformat
 from nbclient.exceptions import DeadKernelError
-from nbgrader.api import Gradebook
+from nbgrader import utils
+from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import Execute, OverwriteCells
 from traitlets import Integer
 
-from coursetools import kernel
+from coursetools import findings, kernel
+from coursetools.findings import Finding
+from coursetools.release import published_sources
 
 QUARANTINE = "quarantine"  # where refused links of submissions are kept, beside submitted/
+_refused = {}  # (student, assignment) -> [Finding] of the links the pre-convert hook moved
 
 # Student code that a notebook of this course never needs: (pattern, what it suggests, whether it can
 # change how tests are judged). Matched in the cells a student can edit. Every match flags the submission
@@ -139,18 +145,28 @@ _CANARY_ANSWER = re.compile(r"canary (?P<secret>\w+): (?P<held>\d+) of (?P<total
 _MINIMUM_TRIALS = 6  # the numpy and plain checks; the test helpers add the ones the notebook imports
 
 
-def _nbgrader(cell):
-    return cell.metadata.get("nbgrader", {})
+def grade_id(cell):
+    """The cell's nbgrader id (graded, answer and read-only cells have one), or None."""
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
 
 
 def is_test_cell(cell):
-    return cell.cell_type == "code" and _nbgrader(cell).get("grade") and not _nbgrader(cell).get("solution")
+    return cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
 
 
 def is_student_code(cell):
     """A code cell whose source comes from the student: an answer cell or a cell the student added."""
-    info = _nbgrader(cell)
-    return cell.cell_type == "code" and (info.get("solution") or not info.get("grade_id"))
+    return cell.cell_type == "code" and (utils.is_solution(cell) or not grade_id(cell))
+
+
+def failure_messages(notebook):
+    """{test cell: its failure message, whole} of an autograded notebook."""
+    messages = {}
+    for cell in notebook.cells:
+        errors = [output for output in cell.get("outputs", []) if output.output_type == "error"]
+        if utils.is_grade(cell) and cell.cell_type == "code" and errors:
+            messages[grade_id(cell)] = f"{errors[-1].ename}: {errors[-1].evalue}"
+    return messages
 
 
 def failed_output(message):
@@ -158,38 +174,92 @@ def failed_output(message):
                                   traceback=[f"NotGraded: {message}"])
 
 
-def add_problem(nb, problem):
-    """Record, in the notebook, why its grading needs a TA (coursetools.batch reads it)."""
-    nb.metadata.setdefault("grading", {}).setdefault("problems", []).append(problem)
-
-
-class RestoreCellMetadata(NbGraderPreprocessor):
-    """Cells of the instructor's notebook get its metadata back, tags included (sanitizing stage)."""
+class RestoreInstructorCells(OverwriteCells):
+    """nbgrader's OverwriteCells, which gives graded and read-only cells the instructor's source, points and
+    lock back from the gradebook; and, in the same sanitizing step:
+    - the notebook's own grading metadata is dropped (a submitted notebook's metadata is the student's
+      to write), and what the pre-convert hook found is recorded instead;
+    - every cell of the instructor's notebook gets its metadata back, tags included, so that a tag a
+      student added to a test cell (skip-execution) has no effect;
+    - a test cell that differs from its release only by its hidden tests is restored without a word
+      (nbgrader would warn "checksum has changed" for every hidden test of every honest submission); a
+      cell that the student did edit is reported once, in words, as a note.
+    """
 
     def preprocess(self, nb, resources):
+        findings.clear(nb)
+        info = resources["nbgrader"]
+        self._found = list(_refused.pop((info["student"], info["assignment"]), []))
+        nb, resources = super().preprocess(nb, resources)
+        self._restore_metadata(nb, info)
+        self._find_deleted_cells(nb)
+        edited = [f for f in self._found if f.kind == "edited-cell"]
+        if edited:
+            self.log.warning("%s/%s: %s", info["student"], info["assignment"],
+                             "; ".join(finding.detail for finding in edited))
+        for finding in self._found:
+            findings.add(nb, finding)
+        return nb, resources
+
+    def preprocess_cell(self, cell, resources, index):
+        self._hidden_only = False
+        name = grade_id(cell)
+        if name:
+            try:
+                source = self.gradebook.find_source_cell(name, self.notebook_id, self.assignment_id).source
+            except MissingEntry:
+                source = None  # nbgrader drops the grade id and says so
+            self._hidden_only = source is not None and cell.source.strip() in published_sources(source)
+        return super().preprocess_cell(cell, resources, index)
+
+    def report_change(self, name, attr, old, new):
+        if attr == "checksum":
+            if not self._hidden_only:
+                self._found.append(Finding(
+                    "edited-cell", f"the student edited cell {name}: graded as the instructor wrote it",
+                    student=f"You changed the read-only cell {name}; it was graded as it was given to you.",
+                    needs_ta=False))
+        else:
+            self._found.append(Finding(
+                "edited-cell", f"the {attr} of cell {name} was changed from {old} to {new}: restored",
+                needs_ta=False))
+
+    def _find_deleted_cells(self, nb):
+        with Gradebook(self.db_url) as gradebook:
+            notebook = gradebook.find_notebook(self.notebook_id, self.assignment_id)
+            graded = [cell.name for cell in notebook.grade_cells]
+        present = {grade_id(cell) for cell in nb.cells}
+        deleted = [name for name in graded if name not in present]
+        if deleted:
+            names = ", ".join(deleted[:5])
+            self._found.append(Finding(
+                "cells-missing", f"grade cells deleted or not run: {names}",
+                student=f"These graded cells were missing from your notebook and score zero: {names}."))
+
+    def _restore_metadata(self, nb, info):
         coursedir = CourseDirectory(config=self.config)
-        assignment, name = resources["nbgrader"]["assignment"], resources["nbgrader"]["notebook"]
-        source = Path(coursedir.format_path(coursedir.source_directory, ".", assignment)) / f"{name}.ipynb"
-        cells = nbformat.read(source, as_version=4).cells
-        trusted = {_nbgrader(c).get("grade_id"): c.metadata for c in cells}
+        folder = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
+        cells = nbformat.read(folder / f"{info['notebook']}.ipynb", as_version=4).cells
+        trusted = {grade_id(c): c.metadata for c in cells if grade_id(c)}
         changed = []
         for cell in nb.cells:
-            grade_id = _nbgrader(cell).get("grade_id")
-            if grade_id and grade_id in trusted:
-                restored = nbformat.from_dict(dict(trusted[grade_id]))
+            name = grade_id(cell)
+            if name in trusted:
+                restored = nbformat.from_dict(dict(trusted[name]))
                 restored["nbgrader"] = cell.metadata["nbgrader"]  # as nbgrader's own sanitizing left it
                 # only tags change how a cell runs; Jupyter itself adds other keys (scrolled, ...)
                 if restored.get("tags", []) != cell.metadata.get("tags", []) and is_test_cell(cell):
-                    changed.append(grade_id)
+                    changed.append(name)
                 cell.metadata = restored
         if changed:
-            add_problem(nb, f"tags of test cells changed ({', '.join(changed[:3])}): restored")
-        return nb, resources
+            self._found.append(Finding(
+                "tags-restored", f"tags of test cells changed ({', '.join(changed[:3])}): restored",
+                student="Tags that you added to test cells were removed before grading: every test ran."))
 
 
 class GradingExecute(Execute):
     """nbgrader's Execute, with canaries, zero points for cells that did not run, an output limit and
-    a scan for suspicious code; what it finds goes to nb.metadata["grading"]["problems"]."""
+    a scan for suspicious code; what it finds is recorded as findings in the notebook."""
 
     output_limit = Integer(
         1_000_000, config=True,
@@ -198,34 +268,51 @@ class GradingExecute(Execute):
     store_widget_state = False  # widget messages are not output, and nothing would bound them
 
     def preprocess(self, nb, resources, km=None):
-        problems, tampering = suspicious_code(nb)
+        found, tampering = suspicious_code(nb)
         secret = secrets.token_hex(8)
         nb.cells = with_canaries(nb.cells, secret)
-        self._printed, self._cut, self._kernel_id = {}, set(), None
+        self._printed, self._cut, self._kernel_id, self._kernel = {}, set(), None, None
         stopped = ""
         try:
             nb, resources = super().preprocess(nb, resources, km)
         except DeadKernelError:
             if self._kernel_id in kernel.killed_for_time:
                 stopped = "ran longer than the notebook time limit: stopped, the rest scores zero"
+                limit = self._kernel.notebook_timeout
+                found.append(Finding("time-limit", stopped, student=(
+                    f"Your notebook ran longer than the time limit ({limit:g} s) and was stopped: the tests "
+                    "after that point score zero.")))
             else:
                 stopped = "the kernel died (a crash, os._exit, exit() or memory): the rest scores zero"
-            problems.append(stopped)
-        problems += kernel.problems.pop(self._kernel_id, [])
+                found.append(Finding("kernel-died", stopped, student=(
+                    "Python stopped while your notebook ran (a crash, exit() or too much memory): the tests "
+                    "after that point score zero.")))
+        found += kernel.found.pop(self._kernel_id, [])
+        errors = {output.get("ename") for cell in nb.cells for output in cell.get("outputs", [])}
+        if "MemoryError" in errors:
+            found.append(Finding(
+                "out-of-memory", f"{resources['nbgrader']['notebook']}.ipynb ran out of memory (MemoryError "
+                "at the kernel's memory limit)",
+                student="A cell ran out of memory (MemoryError): grading kernels have a limit of "
+                        f"{self._kernel.memory_limit / 2**30:g} GiB."))
         if self._cut:
-            problems.append(f"printed more than {self.output_limit} characters in a cell: the rest was cut")
-        problems += judge_canaries(nb, secret, stopped or "the notebook stopped")
+            found.append(Finding(
+                "output-cut", f"printed more than {self.output_limit} characters in a cell: the rest was cut",
+                student=f"A cell printed more than {self.output_limit:,} characters: the rest of its output "
+                        "was cut."))
+        found += judge_canaries(nb, secret, stopped or "the notebook stopped")
         if tampering is not None:
-            problems.append(distrust_after(nb, tampering, "code above can change how tests are judged"))
-        for problem in problems:
-            add_problem(nb, problem)
-        problems = nb.metadata.get("grading", {}).get("problems", [])
-        if problems:
-            self._flag(resources, problems)
+            found.append(distrust_after(nb, tampering, "code above can change how tests are judged"))
+        for finding in found:
+            findings.add(nb, finding)
+        reason = findings.reason(findings.read(nb))
+        if reason:
+            self._flag(resources, reason)
         return nb, resources
 
     def preprocess_cell(self, cell, resources, index):
-        self._kernel_id = self._kernel_id or getattr(self.km, "kernel_id", None)
+        if self._kernel is None:  # the manager of this notebook's kernel (nbclient forgets it at the end)
+            self._kernel, self._kernel_id = self.km, self.km.kernel_id
         return super().preprocess_cell(cell, resources, index)
 
     def output(self, outs, msg, display_id, cell_index):
@@ -241,10 +328,10 @@ class GradingExecute(Execute):
                                                text=f"\n[output cut after {self.output_limit} characters]\n"))
         return None
 
-    def _flag(self, resources, problems):
+    def _flag(self, resources, reason):
         info = resources["nbgrader"]
         self.log.warning("%s/%s/%s needs a TA: %s", info["student"], info["assignment"], info["notebook"],
-                         "; ".join(problems))
+                         reason)
         with Gradebook(info["db_url"]) as gradebook:
             notebook = gradebook.find_submission_notebook(info["notebook"], info["assignment"],
                                                           info["student"])
@@ -263,21 +350,23 @@ def suspicious_code(nb):
             match = pattern.search(cell.source)
             if match:
                 tampering = tampering or (cell.get("id") if tampers else None)
-                if not any(what in line for line in found):
+                if not any(what in finding.detail for finding in found):
                     quoted = match.group(0).strip()[:40]
-                    found.append(f"suspicious code: {what} ({quoted!r} in {_name(cell)})")
+                    found.append(Finding("suspicious-code", f"suspicious code: {what} ({quoted!r} in "
+                                                            f"{_name(cell)})"))
     return found, tampering
 
 
 def distrust_after(nb, cell_id, why):
-    """Zero points for every test cell after the cell `cell_id`; return the problem to report."""
+    """Zero points for every test cell after the cell `cell_id`; return the finding to report."""
     seen, name = False, cell_id
     for cell in nb.cells:
         if cell.get("id") == cell_id:
             seen, name = True, _name(cell)
         elif seen and is_test_cell(cell):
             cell.outputs.insert(0, failed_output(f"not trusted: {why}; a TA decides"))
-    return f"the test cells after {name} score zero until a TA has read its code"
+    return Finding("tampering", f"the test cells after {name} score zero until a TA has read its code",
+                   student=f"The tests after {name} score zero until a TA has read your code: {why}.")
 
 
 def with_canaries(cells, secret):
@@ -295,7 +384,7 @@ def with_canaries(cells, secret):
 
 def judge_canaries(nb, secret, stopped):
     """Remove the canaries, and keep the verdict of a test cell only where the canary after it ran and
-    failed as it must. Return why test cells could not be trusted, if a canary says so.
+    failed as it must. Return the findings: why test cells could not be trusted, if a canary says so.
 
     A test cell whose canary did not run did not finish (`stopped` says why). From the first canary that
     did not fail as it must, that test cell and every later one score zero: the student's code changed
@@ -320,7 +409,7 @@ def judge_canaries(nb, secret, stopped):
         if problem:
             tested.outputs.insert(0, failed_output(f"not trusted: {problem}"))
     nb.cells = kept
-    return [f"{problem}; those test cells score zero"] if problem else []
+    return [Finding("tampering", f"{problem}; those test cells score zero")] if problem else []
 
 
 def _canary_problem(cell, secret):
@@ -344,7 +433,7 @@ def _canary_problem(cell, secret):
 
 
 def _name(cell):
-    return _nbgrader(cell).get("grade_id") or f"cell {cell.get('id', '?')}"
+    return grade_id(cell) or f"cell {cell.get('id', '?')}"
 
 
 def refuse_links(assignment=None, student=None, notebooks=()):
@@ -352,9 +441,12 @@ def refuse_links(assignment=None, student=None, notebooks=()):
     submission's folder itself included) to a new folder quarantine/<student>/<assignment>/<time>/,
     before nbgrader copies the submission; a notebook that was a link is replaced by the untouched
     release, which scores zero. If anything goes wrong, the whole submission is moved there instead:
-    nbgrader then finds nothing to copy (it swallows a failing hook's exception)."""
+    nbgrader then finds nothing to copy (it swallows a failing hook's exception). What it moved is
+    recorded by RestoreInstructorCells, which runs next in the same process."""
     if not notebooks:
         return
+    # nbgrader passes the --student and assignment patterns ("*"); the submission's folder names them:
+    # <root>/submitted/<student>/<assignment>
     folder = Path(notebooks[0]).absolute().parent
     root, student, assignment = folder.parents[2], folder.parent.name, folder.name
     try:
@@ -375,14 +467,19 @@ def _refuse_links(root, student, assignment, folder, notebooks):
         if not (path.is_dir() and not path.is_symlink()) and not stat.S_ISREG(path.lstat().st_mode):
             quarantine = quarantine or _new_quarantine(root, student, assignment)
             # moves the link itself, flat, into a folder made for it: nothing is followed or replaced
-            os.rename(path, quarantine / path.relative_to(folder).as_posix().replace("/", "__"))
+            name = path.relative_to(folder).as_posix()
+            os.rename(path, quarantine / name.replace("/", "__"))
             refused.append(path)
+            _refused.setdefault((student, assignment), []).append(Finding(
+                "link", f"{name} is not a regular file (a link or a device): moved to {QUARANTINE}/",
+                student=f"{name} is a link or a special file: grading left it out."))
     for path in map(Path, notebooks):
         release = root / "release" / assignment / path.name
         if path.absolute() in refused and release.is_file():
-            notebook = nbformat.read(release, as_version=4)
-            add_problem(notebook, f"{path.name} was a link: moved to {QUARANTINE}/, graded as the release")
-            nbformat.write(notebook, path)
+            nbformat.write(nbformat.read(release, as_version=4), path)
+            _refused[(student, assignment)].append(Finding(
+                "link", f"{path.name} was a link: moved to {QUARANTINE}/, graded as the release",
+                student=f"{path.name} is a link, not a notebook: it was graded as the untouched release."))
 
 
 def _new_quarantine(root, student, assignment):

@@ -3,16 +3,21 @@
 nbgrader grades one submission after another, and a submission that breaks it can leave that
 student's old scores in the gradebook. Here every submission is a job, graded by nbgrader's
 NbGraderAPI.autograde in a private scratch course (its own copy of the gradebook) by a worker
-process, locally or on a Dask cluster. Jobs and results are plain data (file contents), so workers
-need no access to the course directory. The coordinator alone writes the gradebook: it stores each
-autograded notebook and records its grades with nbgrader's own SaveAutoGrades and AssignLatePenalties,
-one submission at a time, so the gradebook ends as a serial `nbgrader autograde` would leave it.
-A submission that cannot be graded (broken notebook, missing notebook, deleted grade cells, time
-limit, dead kernel) gets zero automatic points in every cell that did not run, a comment and a flag
-for TAs, and a line in grading_flags.csv; the others are graded all the same.
+process, locally or on a Dask cluster, which also writes the student's feedback. Jobs and results are
+plain data (file contents), so workers need no access to the course directory. The coordinator alone
+writes the gradebook: it stores each autograded notebook and records its grades with nbgrader's own
+SaveAutoGrades and AssignLatePenalties, one submission at a time, so the gradebook ends as a serial
+`nbgrader autograde` would leave it.
+A submission that cannot be graded (broken notebook, missing or renamed notebook, deleted grade cells,
+time limit, dead kernel) gets zero automatic points in every cell that did not run, a comment and a flag
+for TAs, a line in grading_flags.csv and a feedback page that tells the student why; the others are
+graded all the same. What is handed in where no assignment can be found (a misspelt assignment folder,
+a notebook outside any folder) is reported the same way.
 """
 
 import csv
+import difflib
+import fnmatch
 import os
 import shutil
 import tempfile
@@ -23,13 +28,17 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import nbformat
+from nbgrader import utils
 from nbgrader.api import Gradebook
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
-from traitlets.config.loader import PyFileConfigLoader
 
-from coursetools.course import read_tree, write_tree
+from coursetools import findings
+from coursetools.autograde import grade_id
+from coursetools.course import load_config, read_tree, write_tree
+from coursetools.feedback import notice_page
+from coursetools.findings import Finding
 
 FLAGS_FILE = "grading_flags.csv"
 
@@ -42,7 +51,7 @@ class Job:
     student: str
     submission: dict  # relative path -> bytes, the student's files
     course: dict  # relative path -> bytes: nbgrader_config.py, source/<assignment>/*, gradebook.db
-    problems: list = field(default_factory=list)  # found while reading the submission
+    findings: list = field(default_factory=list)  # found while reading the submission
 
 
 @dataclass
@@ -50,25 +59,57 @@ class Result:
     assignment: str
     student: str
     autograded: dict  # relative path -> bytes, nbgrader's autograded folder (empty when it failed)
-    reason: str = ""  # why the submission needs a TA's attention; empty when it graded cleanly
+    feedback: dict = field(default_factory=dict)  # relative path -> bytes, the student's feedback pages
+    findings: list = field(default_factory=list)  # [Finding]: all of them, once recorded
     seconds: float = 0.0
+    graded: bool = True  # False: nothing to grade (no such assignment); nothing goes to the gradebook
+
+    @property
+    def reason(self):
+        """Why the submission needs a TA's attention; empty when it graded cleanly."""
+        return findings.reason(self.findings)
 
 
-def load_config(root):
-    return PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+def survey(root, assignments, known, students="*"):
+    """(assignment, student) of every folder submitted/<student>/<assignment> of `assignments`, in order,
+    and a Result for everything under submitted/ that cannot be graded as an assignment of `known`; only
+    for students whose id matches the glob pattern `students`."""
+    found, strays = [], []
+    submitted = root / "submitted"
+    for student in sorted(submitted.iterdir()) if submitted.is_dir() else []:
+        if not fnmatch.fnmatchcase(student.name, students):
+            continue
+        if student.is_symlink() or not student.is_dir():
+            strays.append(_stray("", student.name, "not-in-a-folder",
+                                 f"submitted/{student.name} is not a student's folder: expected "
+                                 "submitted/<student>/<assignment>/; not graded"))
+            continue
+        for folder in sorted(student.iterdir()):
+            where = f"submitted/{student.name}/{folder.name}"
+            if folder.name in known and folder.is_dir() and not folder.is_symlink():
+                if folder.name in assignments:
+                    found.append((folder.name, student.name))
+            elif folder.is_symlink() or not folder.is_dir():
+                name = Path(folder.name).stem
+                expected = (f"submitted/{student.name}/{name}/{folder.name}" if name in known
+                            else f"submitted/{student.name}/<assignment>/")
+                strays.append(_stray(student.name, folder.name, "not-in-a-folder",
+                                     f"found {where}, which is not an assignment folder; expected "
+                                     f"{expected}; not graded"))
+            else:
+                close = difflib.get_close_matches(folder.name, known, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                strays.append(_stray(student.name, folder.name, "unknown-assignment",
+                                     f"found {where}/, which is not an assignment of this course{hint}; "
+                                     f"expected one of {', '.join(known)}; not graded"))
+    return found, strays
 
 
-def find_submissions(root, assignments):
-    """(assignment, student) of every folder submitted/<student>/<assignment>, in order."""
-    return sorted(
-        (folder.name, folder.parent.name)
-        for folder in (root / "submitted").glob("*/*")
-        if folder.name in assignments and folder.is_dir() and not folder.is_symlink()
-        and not folder.parent.is_symlink()
-    )
+def _stray(student, name, kind, detail):
+    return Result(name, student, {}, findings=[Finding(kind, detail)], graded=False)
 
 
-def make_jobs(root, assignments):
+def make_jobs(root, assignments, submissions):
     gradebook = (root / "gradebook.db").read_bytes()
     course_files = {}
     instructor = {}
@@ -80,17 +121,21 @@ def make_jobs(root, assignments):
         course_files[assignment]["nbgrader_config.py"] = (root / "nbgrader_config.py").read_bytes()
         course_files[assignment]["gradebook.db"] = gradebook
     jobs = []
-    for assignment, student in find_submissions(root, assignments):
-        submission, problems = read_tree(root / "submitted" / student / assignment)
-        problems += [f"handed in its own {name}: the course's copy replaces it" for name, data
-                     in submission.items() if name in instructor[assignment] and not name.endswith(".ipynb")
-                     and data != instructor[assignment][name]]
-        jobs.append(Job(assignment, student, submission, course_files[assignment], problems))
+    for assignment, student in submissions:
+        submission, refused = read_tree(root / "submitted" / student / assignment)
+        found = [Finding("link", f"{name} is not a regular file (a link or a device): ignored",
+                         student=f"{name} is a link or a special file: grading left it out.")
+                 for name in refused]
+        found += [Finding("own-checks", f"handed in its own {name}: the course's copy replaces it",
+                          student=f"Grading used the course's {name}, not the one you handed in.")
+                  for name, data in submission.items() if name in instructor[assignment]
+                  and not name.endswith(".ipynb") and data != instructor[assignment][name]]
+        jobs.append(Job(assignment, student, submission, course_files[assignment], found))
     return jobs
 
 
 def grade_one(job):
-    """Grade one submission with nbgrader in a scratch course; runs in a worker process."""
+    """Grade one submission with nbgrader in a scratch course and write its feedback; runs in a worker."""
     started = time.perf_counter()
     # in memory where the machine has a tmpfs: the scratch gradebook's commits then cost no disk syncs
     memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
@@ -98,70 +143,105 @@ def grade_one(job):
         scratch = Path(scratch)
         write_tree(scratch, job.course)
         write_tree(scratch / "submitted" / job.student / job.assignment, job.submission)
-        unreadable = notebook_problems(scratch, job)
-        problems = list(job.problems) + unreadable + drop_duplicated_grade_cells(scratch, job)
+        expected = sorted(p.stem for p in (scratch / "source" / job.assignment).glob("*.ipynb"))
+        unreadable = notebook_findings(expected, job.submission)
+        found = list(job.findings) + unreadable + drop_duplicated_grade_cells(scratch, job)
         api = NbGraderAPI(config=load_config(scratch))
         outcome = api.autograde(job.assignment, job.student, force=True, create=True)
         if not outcome["success"] and not unreadable:
-            problems.append(failure_reason(f"{outcome.get('error') or ''}\n{outcome.get('log') or ''}"))
-        autograded, _ = read_tree(scratch / "autograded" / job.student / job.assignment)
-    return Result(job.assignment, job.student, autograded if outcome["success"] else {}, "; ".join(problems),
-                  time.perf_counter() - started)
+            found.append(failure_finding(f"{outcome.get('error') or ''}\n{outcome.get('log') or ''}"))
+        autograded_folder = scratch / "autograded" / job.student / job.assignment
+        if outcome["success"]:
+            # the autograded notebooks carry every finding, for the coordinator, TAs and the feedback
+            for path in autograded_folder.glob("*.ipynb"):
+                notebook = nbformat.read(path, as_version=4)
+                for finding in found:
+                    findings.add(notebook, finding)
+                nbformat.write(notebook, path)
+            api.generate_feedback(job.assignment, job.student, force=True)
+            autograded, _ = read_tree(autograded_folder)
+        else:
+            autograded = {}
+        feedback, _ = read_tree(scratch / "feedback" / job.student / job.assignment)
+    for name in expected:  # a notebook that could not be graded gets a page that says why
+        if f"{name}.html" not in feedback:
+            feedback[f"{name}.html"] = notice_page(job.assignment, f"{name}.ipynb", found).encode()
+    return Result(job.assignment, job.student, autograded, feedback, found, time.perf_counter() - started)
 
 
-def notebook_problems(scratch, job):
-    """Notebooks missing from the submission, and submitted notebooks that nbformat cannot read."""
-    problems = []
-    expected = {p.name for p in (scratch / "source" / job.assignment).glob("*.ipynb")}
-    submitted = {Path(name).name for name in job.submission if name.endswith(".ipynb") and "/" not in name}
-    for name in sorted(expected - submitted):
-        problems.append(f"{name} is missing (renamed or not handed in): it scores zero")
-    for name in sorted(expected & submitted):
+def notebook_findings(expected, submission):
+    """Notebooks missing from the submission (saying what was found instead), and submitted notebooks
+    that nbformat cannot read."""
+    found = []
+    submitted = {name for name in submission if name.endswith(".ipynb") and "/" not in name}
+    others = sorted(submitted - {f"{name}.ipynb" for name in expected})
+    for name in [f"{stem}.ipynb" for stem in expected]:
+        if name not in submitted:
+            instead = f"found {', '.join(others)}" if others else "found no notebook"
+            found.append(Finding(
+                "missing-notebook",
+                f"{name} is missing (renamed or not handed in): {instead}; expected {name}; it scores zero",
+                student=f"Your submission has no {name} ({instead}), so it scored zero. Hand in your "
+                        f"notebook again, named {name}."))
+            continue
         try:
-            nbformat.reads(job.submission[name].decode("utf-8"), as_version=4)
+            nbformat.reads(submission[name].decode("utf-8"), as_version=4)
         except Exception as error:  # any reason to be unreadable is the student's, and is reported
-            problems.append(f"{name} is not a readable notebook ({type(error).__name__}): it scores zero")
-    return problems
+            kind = type(error).__name__
+            found.append(Finding(
+                "unreadable-notebook", f"{name} is not a readable notebook ({kind}): it scores zero",
+                student=f"{name} could not be read as a notebook ({kind}), so it scored zero. Open it in "
+                        "Jupyter, save it, and hand it in again."))
+    return found
 
 
 def drop_duplicated_grade_cells(scratch, job):
     """Keep the first cell of every grade id: nbgrader cannot grade a notebook with duplicated grade
     cells, and the first one is the cell that nbgrader restores from the gradebook anyway."""
-    problems = []
+    found = []
     for path in sorted((scratch / "submitted" / job.student / job.assignment).glob("*.ipynb")):
         try:
             notebook = nbformat.read(path, as_version=4)
-        except Exception:  # unreadable notebooks are reported by notebook_problems
+        except Exception:  # unreadable notebooks are reported by notebook_findings
             continue
         seen, kept = set(), []
         for cell in notebook.cells:
-            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if grade_id and grade_id in seen:
-                problems.append(f"{path.name}: a second cell {grade_id!r} was removed before grading")
+            name = grade_id(cell)
+            if name and name in seen:
+                found.append(Finding(
+                    "duplicated-cell", f"{path.name}: a second cell {name!r} was removed before grading",
+                    student=f"Your notebook had a second copy of the cell {name}: it was removed."))
                 continue
-            seen.add(grade_id)
+            seen.add(name)
             kept.append(cell)
         if len(kept) < len(notebook.cells):
             notebook.cells = kept
             nbformat.write(notebook, path)
-    return problems
+    return found
 
 
-def failure_reason(text):
+def failure_finding(text):
     """Why nbgrader failed, in one line, from its error and log."""
     if "DeadKernelError" in text or "Kernel died" in text:
-        return "the kernel died while running the notebook (a crash, os._exit or memory): it scores zero"
+        return Finding("kernel-died", "the kernel died while running the notebook (a crash, os._exit or "
+                       "memory): it scores zero",
+                       student="Python stopped while your notebook ran, so it scored zero.")
     errors = [line.strip() for line in text.splitlines()
               if "Error" in line and "NbGraderException" not in line]
-    return f"nbgrader could not grade it: {(errors[-1] if errors else 'unknown error')[:200]}"
+    error = (errors[-1] if errors else "unknown error")[:200]
+    return Finding("not-graded", f"nbgrader could not grade it: {error}",
+                   student="Your notebook could not be graded, so it scored zero: a TA will look at it.")
 
 
 def record(root, result, config):
-    """Store one result in the course: the autograded files, and the grades in the gradebook."""
+    """Store one result in the course: the autograded files and feedback, and the grades in the gradebook.
+    Sets result.findings to every finding of the submission."""
+    for kind, files in (("autograded", result.autograded), ("feedback", result.feedback)):
+        target = root / kind / result.student / result.assignment
+        if target.exists():
+            shutil.rmtree(target)
+        write_tree(target, files)
     target = root / "autograded" / result.student / result.assignment
-    if target.exists():
-        shutil.rmtree(target)
-    write_tree(target, result.autograded)
     coursedir = CourseDirectory(config=config, root=str(root))
     db_url = coursedir.db_url
     with Gradebook(db_url, coursedir.course_id) as gradebook:
@@ -173,7 +253,7 @@ def record(root, result, config):
         else:
             gradebook.update_or_create_submission(result.assignment, result.student)
         notebooks = [nb.name for nb in gradebook.find_assignment(result.assignment).notebooks]
-    graded, found = set(), []
+    graded, found = set(), list(result.findings)
     for name in notebooks:
         path = target / f"{name}.ipynb"
         if not path.exists():
@@ -183,19 +263,16 @@ def record(root, result, config):
                                   "student": result.student, "db_url": db_url}}
         SaveAutoGrades(config=config).preprocess(notebook, resources)
         AssignLatePenalties(config=config).preprocess(notebook, resources)
-        graded |= {(name, cell.metadata["nbgrader"]["grade_id"]) for cell in notebook.cells
-                   if cell.metadata.get("nbgrader", {}).get("grade")}
-        errors = {output.get("ename") for cell in notebook.cells for output in cell.get("outputs", [])}
-        if "MemoryError" in errors:
-            found.append(f"{name}.ipynb ran out of memory (MemoryError at the kernel's memory limit)")
-        found += notebook.metadata.get("grading", {}).get("problems", [])  # see coursetools.autograde
-    reason = "; ".join(r for r in (result.reason, *found) if r)
+        graded |= {(name, grade_id(cell)) for cell in notebook.cells if utils.is_grade(cell)}
+        found += [finding for finding in findings.read(notebook) if finding not in found]
     with Gradebook(db_url, coursedir.course_id) as gradebook:
         submission = gradebook.find_submission(result.assignment, result.student)
         missing = [(nb.name, grade.name) for nb in submission.notebooks for grade in nb.grades
                    if (nb.name, grade.name) not in graded]
-        if missing and not reason:
-            reason = f"grade cells deleted or not run: {', '.join(cell for _, cell in missing[:5])}"
+        if missing and not findings.reason(found):
+            found.append(Finding("cells-missing", "grade cells deleted or not run: "
+                                 f"{', '.join(cell for _, cell in missing[:5])}"))
+        reason = findings.reason(found)
         for nb in submission.notebooks:
             nb.flagged = bool(reason)
             for grade in nb.grades:
@@ -204,9 +281,9 @@ def record(root, result, config):
                     grade.needs_manual_grade = True
             for comment in nb.comments:
                 if reason:
-                    comment.auto_comment = f"Needs a TA: {reason}"
+                    comment.auto_comment = findings.TA_NOTE_PREFIX + reason  # formgrader; not in feedback
         gradebook.db.commit()
-    return reason
+    result.findings = found
 
 
 def write_flags(root, results):
@@ -252,7 +329,10 @@ def _result_or_failure(future, job):
     try:
         return future.result()
     except Exception as error:  # the worker itself failed: report this job, go on with the others
-        return Result(job.assignment, job.student, {}, f"the grading worker failed: {error!r}"[:300])
+        failed = Finding("worker-failed", f"the grading worker failed: {error!r}"[:300],
+                         student="Your notebook could not be graded, so it scored zero: a TA will look at "
+                                 "it.")
+        return Result(job.assignment, job.student, {}, findings=[failed])
 
 
 def _one_blas_thread():
@@ -260,20 +340,23 @@ def _one_blas_thread():
         os.environ[variable] = "1"
 
 
-def grade_class(root, assignments, workers=None, scheduler=None, quiet=False):
-    """Grade every submission of `assignments`; return the results (flagged ones have a reason)."""
+def grade_class(root, assignments, known, students="*", workers=None, scheduler=None, quiet=False):
+    """Grade every submission of `assignments` (of the course's `known` assignments) by the students whose
+    id matches `students`; return the results, those of what could not be graded as an assignment
+    included (flagged ones have a reason)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     config = load_config(root)
-    jobs = make_jobs(root, assignments)
+    submissions, results = survey(root, assignments, known, students)
+    jobs = make_jobs(root, assignments, submissions)
     workers = workers or os.cpu_count() or 1
-    results, failed = [], 0
+    failed = len(results)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn()]
     with Progress(*columns, disable=quiet) as progress:
         task = progress.add_task("grading", total=len(jobs), failed=0)
         for result in run_jobs(jobs, workers, scheduler):
-            result.reason = record(root, result, config)
+            record(root, result, config)
             failed += bool(result.reason)
             results.append(result)
             progress.update(task, advance=1, failed=failed)

@@ -1,11 +1,11 @@
-"""The `course` command: build the release, grade the example submissions, print the scores."""
+"""The `course` command: build the release, grade a class or the example submissions, report, print the
+scores."""
 
 import argparse
 import os
 import shutil
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
@@ -15,9 +15,12 @@ from coursetools.course import (
     EXAMPLE_STUDENT_PREFIX,
     assignments,
     copy_course,
+    export_grades,
     find_root,
+    gradebook_url,
     nbgrader,
     put_environment_on_path,
+    silence_known_warnings,
 )
 from coursetools.examples import submit_examples
 from coursetools.scores import format_table, score_table
@@ -34,7 +37,7 @@ def forget_examples(root):
 
     A re-run then starts clean: no stale gradebook rows, no "skipping existing" submission.
     """
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+    with Gradebook(gradebook_url(root)) as gradebook:
         for student in [s.id for s in gradebook.students if s.id.startswith(EXAMPLE_STUDENT_PREFIX)]:
             try:
                 gradebook.remove_student(student)
@@ -46,18 +49,17 @@ def forget_examples(root):
 
 
 def demo(root):
-    """The whole flow on the bundled example submissions, with nbgrader's own commands."""
+    """The whole flow on the bundled example submissions: nbgrader's release, then `course grade`."""
+    require_sandbox()
     forget_examples(root)  # first: nbgrader refuses to change cells that submissions were graded on
     build(root)
     for assignment in assignments(root):
         submit_examples(root, assignment)
-    # one nbgrader run for all assignments: each run costs seconds of start-up
-    examples = EXAMPLE_STUDENT_PREFIX + "*"
-    nbgrader(root, "autograde", "*", f"--student={examples}", "--force")
-    nbgrader(root, "generate_feedback", "*", f"--student={examples}", "--force")
-    nbgrader(root, "export")
+    print(f"$ course grade --student '{EXAMPLE_STUDENT_PREFIX}*'", flush=True)
+    flagged = grade_and_report(root, assignments(root), students=EXAMPLE_STUDENT_PREFIX + "*")
     print_scores(root)
-    print(f"\nclass report: {report.write_report(root)}")
+    if flagged:
+        sys.exit(1)
 
 
 def mutation_score(root):
@@ -67,7 +69,8 @@ def mutation_score(root):
         copy_course(root, copy, parts=("nbgrader_config.py", "source", str(corpus.CORPUS)))
         build(copy)
         entries = corpus.submit_corpus(copy, corpus.read_corpus(copy), prefix="corpus-")
-        nbgrader(copy, "autograde", "*", "--student=corpus-*", "--force")
+        print("$ course grade --student 'corpus-*'", flush=True)
+        batch.grade_class(copy, assignments(copy), assignments(copy), students="corpus-*")
         corpus.record_results(copy, entries)
     print()
     print("\n".join(corpus.score_lines(entries)))
@@ -88,21 +91,38 @@ def grade(root, args):
               "source/ and the gradebook, and can reach the network. Only for submissions you trust.",
               file=sys.stderr)
         os.environ[kernel.NO_SANDBOX_VARIABLE] = "1"  # inherited by the grading workers
-    results = batch.grade_class(root, chosen, workers=args.workers, scheduler=args.dask_scheduler,
-                                quiet=args.quiet)
-    nbgrader(root, "export")
-    flagged = [r for r in results if r.reason]
-    print(f"graded {len(results)} submissions; {len(flagged)} need a TA's attention")
-    for result in flagged:
-        print(f"  {result.student} / {result.assignment}: {result.reason}")
-    print(f"class report: {report.write_report(root)}")
+    else:
+        require_sandbox()
+    flagged = grade_and_report(root, chosen, args.student, args.workers, args.dask_scheduler, args.quiet)
     if flagged:
         sys.exit(1)
 
 
+def grade_and_report(root, chosen, students="*", workers=None, scheduler=None, quiet=False):
+    """Grade, export grades.csv, write the class report, say what needs a TA; return the flagged results."""
+    results = batch.grade_class(root, chosen, assignments(root), students=students, workers=workers,
+                                scheduler=scheduler, quiet=quiet)
+    print(f"grades: {export_grades(root)}")
+    graded = [r for r in results if r.graded]
+    flagged = [r for r in results if r.reason]
+    print(f"graded {len(graded)} submission{'' if len(graded) == 1 else 's'}; {len(flagged)} need a TA's "
+          "attention")
+    for result in flagged:
+        print(f"  {result.student or 'submitted'} / {result.assignment}: {result.reason}")
+    print(f"class report: {report.write_report(root)}")
+    return flagged
+
+
+def require_sandbox():
+    """Stop at once, with one line that says what to do, when grading kernels cannot be sandboxed."""
+    missing = kernel.sandbox_missing()
+    if missing:
+        sys.exit(missing)
+
+
 def print_scores(root):
     print()
-    print(format_table(score_table(f"sqlite:///{root / 'gradebook.db'}")))
+    print(format_table(score_table(gradebook_url(root))))
 
 
 def main(argv=None):
@@ -117,6 +137,8 @@ def main(argv=None):
     grading = commands.add_parser("grade", help="grade every submission in submitted/, several at once; exit "
                                   "code 1 when a submission needs a TA's attention")
     grading.add_argument("assignments", nargs="*", help="assignments to grade (default: all)")
+    grading.add_argument("--student", default="*", metavar="PATTERN", help="grade only the students whose "
+                         "id matches this pattern, e.g. 'jdoe' or 'group2-*' (default: every student)")
     grading.add_argument("--workers", type=int, default=None, help="submissions graded at once "
                          "(default: the number of cores)")
     grading.add_argument("--dask-scheduler", metavar="ADDRESS", help="send the grading jobs to this Dask "
@@ -127,8 +149,7 @@ def main(argv=None):
     commands.add_parser("report", help="write class_report.html and class_report.csv from the gradebook")
     args = parser.parse_args(argv)
     put_environment_on_path()
-    # nbgrader 0.9 with SQLAlchemy 2 warns on every gradebook write; nothing is wrong
-    warnings.filterwarnings("ignore", message="Object of type")
+    silence_known_warnings()
     root = find_root()
     if args.command == "grade":
         grade(root, args)

@@ -10,6 +10,10 @@ points of the test cells it names, and of no other cell):
     # %% wrong: zeroes the negatives in place | fails: relu_input_unchanged
     def relu(x): ...
 
+A wrong answer may also say what its failure message must contain (the cause, named for the student):
+
+    # %% wrong: builds its own model | fails: final_accuracy_hidden | says: never called make_model()
+
 The tests of one function never depend on another function's answer, so one submission can carry one
 answer for every function of an assignment: submission k holds the k-th answer of each function (the
 reference solution where a function has fewer). The whole corpus is then graded in one nbgrader run.
@@ -22,11 +26,13 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 
-from coursetools.course import notebook_path
+from coursetools.autograde import failure_messages
+from coursetools.course import gradebook_url, notebook_path
 from coursetools.examples import Answer, fill_answers, percent_blocks, submit
 
 CORPUS = Path("grader_tests") / "corpus"
-_HEADER = re.compile(r"^# %% (?P<kind>correct|wrong): (?P<label>.*?)(?:\s*\|\s*fails:\s*(?P<fails>.*))?$")
+_HEADER = re.compile(r"^# %% (?P<kind>correct|wrong): (?P<label>.*?)(?:\s*\|\s*fails:\s*(?P<fails>.*?))?"
+                     r"(?:\s*\|\s*says:\s*(?P<says>.*))?$")
 
 
 @dataclass
@@ -38,15 +44,18 @@ class Entry:
     correct: bool
     label: str
     answer: Answer
+    says: str = ""  # what a failure message of its cells must contain
     student: str = ""
     lost: set = field(default_factory=set)  # test cells of its function that lost points, once graded
+    messages: list = field(default_factory=list)  # the failure messages of those cells, once graded
 
 
 def read_entries(path, assignment):
     """The entries of one corpus file, in file order."""
     function = Path(path).stem
     return [
-        Entry(assignment, function, match["kind"] == "correct", match["label"], Answer(function, body, fails))
+        Entry(assignment, function, match["kind"] == "correct", match["label"], Answer(function, body, fails),
+              says=match["says"] or "")
         for match, body, fails in percent_blocks(path, _HEADER)
     ]
 
@@ -88,14 +97,19 @@ def submit_corpus(root, corpus, prefix):
 
 
 def record_results(root, entries):
-    """Fill in entry.lost from the gradebook, once the corpus submissions are autograded."""
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+    """Fill in entry.lost and entry.messages from the gradebook and the autograded notebooks, once the
+    corpus submissions are autograded."""
+    with Gradebook(gradebook_url(root)) as gradebook:
         for entry in entries:
             source = nbformat.read(notebook_path(root, "source", entry.assignment), as_version=4)
             own_cells = grade_cells_by_answer(source)[entry.function]
             submission = gradebook.find_submission(entry.assignment, entry.student)
             scores = {g.name: (g.score, g.max_score) for nb in submission.notebooks for g in nb.grades}
             entry.lost = {cell for cell in own_cells if scores[cell][0] < scores[cell][1]}
+            autograded = nbformat.read(notebook_path(root, "autograded", entry.assignment, entry.student),
+                                       as_version=4)
+            messages = failure_messages(autograded)
+            entry.messages = [messages[cell] for cell in sorted(entry.lost) if cell in messages]
     return entries
 
 
@@ -124,8 +138,12 @@ def score_lines(entries):
 
 
 def as_declared(entry):
-    """A correct answer lost nothing; a wrong one lost exactly the cells that it names (and some)."""
-    return not entry.lost if entry.correct else bool(entry.lost) and entry.lost == set(entry.answer.fails)
+    """A correct answer lost nothing; a wrong one lost exactly the cells that it names (and some), with a
+    message that says what it declares."""
+    if entry.correct:
+        return not entry.lost
+    said = not entry.says or any(entry.says in message for message in entry.messages)
+    return bool(entry.lost) and entry.lost == set(entry.answer.fails) and said
 
 
 def problem_lines(entries):
@@ -133,6 +151,7 @@ def problem_lines(entries):
     return [
         f"{e.assignment}.{e.function} ({'correct' if e.correct else 'wrong'}: {e.label}), {e.student}: "
         f"lost points in {sorted(e.lost) or 'no cell'}; declared {sorted(e.answer.fails) or 'none'}"
+        + (f"; no message says {e.says!r}: {e.messages}" if e.says else "")
         for e in entries
         if not as_declared(e)
     ]

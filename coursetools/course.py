@@ -5,7 +5,12 @@ import shutil
 import stat
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+
+from nbgrader.coursedir import CourseDirectory
+from sqlalchemy.exc import SAWarning
+from traitlets.config.loader import PyFileConfigLoader
 
 EXAMPLE_STUDENT_PREFIX = "example-"
 
@@ -17,6 +22,22 @@ def find_root(start=None):
         if (folder / "nbgrader_config.py").is_file() and (folder / "source").is_dir():
             return folder
     raise SystemExit(f"no course directory (nbgrader_config.py beside source/) at or above {start}")
+
+
+def load_config(root):
+    """The course's nbgrader configuration, as nbgrader's own commands read it."""
+    return PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+
+
+def gradebook_url(root):
+    """The address of the course's gradebook, as nbgrader's commands see it (CourseDirectory.db_url)."""
+    return CourseDirectory(config=load_config(root), root=str(root)).db_url
+
+
+def silence_known_warnings():
+    """nbgrader 0.9 with SQLAlchemy 2 warns on every first write of a submission (a relationship set
+    before the object joins the session); the rows are written as they should be."""
+    warnings.filterwarnings("ignore", message="Object of type .* not in session", category=SAWarning)
 
 
 def assignments(root):
@@ -38,17 +59,38 @@ def put_environment_on_path():
         os.environ["PATH"] = os.pathsep.join([bin_folder, os.environ.get("PATH", "")])
 
 
-def nbgrader(root, *args, quiet=True):
-    """Run one nbgrader command in the course directory; raise if it fails."""
+_NBGRADER_MAIN = "import sys, coursetools; from nbgrader.apps.nbgraderapp import main; sys.exit(main())"
+
+
+def nbgrader(root, *args, quiet=True, capture=False):
+    """Run one nbgrader command in the course directory; raise if it fails. With capture=True, return
+    what it printed (standard output and error)."""
     put_environment_on_path()
-    # nbgrader 0.9 with SQLAlchemy 2 prints harmless SAWarnings on every gradebook write
-    command = [sys.executable, "-W", "ignore:Object of type", "-m", "nbgrader", *args]
+    # nbgrader's own command line, started through this package (see coursetools/__init__.py: 2 s less)
+    command = [sys.executable, "-c", _NBGRADER_MAIN, *args]
     if quiet:
-        command.append("--log-level=ERROR")  # nbgrader warns of harmless things on every run
+        command.append("--log-level=ERROR")  # nbgrader logs every step of every submission
     print("$ nbgrader", " ".join(args), flush=True)
-    completed = subprocess.run(command, cwd=root, check=False)
+    completed = subprocess.run(command, cwd=root, check=False, capture_output=capture, text=capture)
     if completed.returncode != 0:
-        raise SystemExit(f"nbgrader {' '.join(args)} failed with exit code {completed.returncode}")
+        printed = f":\n{completed.stdout}{completed.stderr}" if capture else ""
+        raise SystemExit(f"nbgrader {' '.join(args)} failed with exit code {completed.returncode}{printed}")
+    return (completed.stdout or "") + (completed.stderr or "")
+
+
+def export_grades(root):
+    """grades.csv as `nbgrader export` writes it (its export plugin, as configured), in this process: an
+    nbgrader command costs seconds of start-up."""
+    from nbgrader.api import Gradebook
+    from nbgrader.apps import ExportApp
+
+    config = load_config(root)
+    coursedir = CourseDirectory(config=config, root=str(root))
+    plugin = ExportApp(config=config).plugin_class(config=config)
+    plugin.to = plugin.to or str(root / "grades.csv")
+    with Gradebook(coursedir.db_url, coursedir.course_id) as gradebook:
+        plugin.export(gradebook)
+    return Path(plugin.to)
 
 
 def copy_course(root, target, parts=("nbgrader_config.py", "source", "examples")):
@@ -63,20 +105,20 @@ def copy_course(root, target, parts=("nbgrader_config.py", "source", "examples")
 
 
 def read_tree(folder, follow_links=False):
-    """{relative path: bytes} of the regular files under `folder`, and the problems met.
+    """{relative path: bytes} of the regular files under `folder`, and the relative paths refused.
 
     A student's files are data: links, devices and other special files are refused, never followed
     (follow_links=True for the instructor's own files).
     """
-    files, problems = {}, []
+    files, refused = {}, []
     for path in sorted(Path(folder).rglob("*")):
         mode = (path.stat() if follow_links else path.lstat()).st_mode
         relative = path.relative_to(folder).as_posix()
         if stat.S_ISREG(mode):
             files[relative] = path.read_bytes()
         elif not stat.S_ISDIR(mode):
-            problems.append(f"{relative} is not a regular file (a link or a device): ignored")
-    return files, problems
+            refused.append(relative)
+    return files, refused
 
 
 def write_tree(folder, files, mode=None):

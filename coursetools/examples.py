@@ -89,11 +89,13 @@ def submit(root, assignment, student, notebook):
     return target
 
 
-def submit_examples(root, assignment):
-    """Hand in every example student's notebook for one assignment; return the student ids."""
+def submit_examples(root, assignment, kinds=None):
+    """Hand in the example students' notebooks for one assignment (of `kinds`, e.g. ["correct"], or all);
+    return the student ids."""
     release = nbformat.read(notebook_path(root, "release", assignment), as_version=4)
     solution = nbformat.read(notebook_path(root, "solutions", assignment), as_version=4)
-    students = example_students(root, assignment)
+    students = {student: path for student, path in example_students(root, assignment).items()
+                if kinds is None or student.removeprefix(EXAMPLE_STUDENT_PREFIX) in kinds}
     for student, answer_file in students.items():
         if student == EXAMPLE_STUDENT_PREFIX + "untouched":
             notebook = release

@@ -37,9 +37,11 @@ from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
+from nbgrader.coursedir import CourseDirectory
 from traitlets import Bool, Float, Integer
 
 from coursetools.course import read_tree, write_tree
+from coursetools.findings import Finding
 
 NO_SANDBOX_VARIABLE = "COURSE_NO_SANDBOX"
 # environment variables a kernel may see (the grader's environment may hold secrets)
@@ -48,11 +50,19 @@ KERNEL_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "OPENBL
 
 # what happened to kernels of this process, by kernel id, for the grading preprocessor to report
 killed_for_time = set()
-problems = {}  # kernel id -> [what a TA should know]
+found = {}  # kernel id -> [Finding]
 
 
 def sandbox_disabled():
     return os.environ.get(NO_SANDBOX_VARIABLE, "").lower() not in ("", "0", "false", "no")
+
+
+def sandbox_missing():
+    """Why grading kernels cannot be sandboxed here, in one line with what to do; "" when they can."""
+    if sandbox_disabled() or shutil.which("bwrap"):
+        return ""
+    return ("bubblewrap is not installed: install it (apt-get install -y bubblewrap), or grade without a "
+            f"sandbox with {NO_SANDBOX_VARIABLE}=1 (student code then runs with your rights)")
 
 
 class GradingKernelManager(AsyncKernelManager):
@@ -92,11 +102,8 @@ class GradingKernelManager(AsyncKernelManager):
 
     async def _async_start_kernel(self, **kwargs):
         if self.sandboxed:
-            if not shutil.which("bwrap"):
-                raise RuntimeError(
-                    "bubblewrap is not installed: install it (apt-get install bubblewrap), or grade without "
-                    f"a sandbox with {NO_SANDBOX_VARIABLE}=1 (student code then runs with your rights)"
-                )
+            if missing := sandbox_missing():
+                raise RuntimeError(missing)
             self._cell = _SandboxCell.claim(self.first_uid, self.uid_count)
             self.transport = "ipc"
             self.connection_file = str(self._cell.folder / "kernel.json")
@@ -126,11 +133,25 @@ class GradingKernelManager(AsyncKernelManager):
         work = Path(self._launch_args.get("cwd") or os.getcwd()).resolve()
         # the whole sandbox's memory (tmpfs files included) and processes, where cgroups allow it
         joining = self._cell.cgroups(self.memory_limit + 2 * self.tmp_size, self.process_limit)
-        sandbox = self._cell.bubblewrap(work, self.tmp_size)
+        sandbox = self._cell.bubblewrap(work, self.tmp_size, self.instructor_folder(work))
         if self._cell.left_out:
-            problems.setdefault(self.kernel_id, []).append(
-                f"handed in code files, which the kernel did not get: {', '.join(self._cell.left_out[:5])}")
+            files = ", ".join(self._cell.left_out[:5])
+            self.log.warning("code files kept out of the grading kernel (not the instructor's): %s", files)
+            found.setdefault(self.kernel_id, []).append(Finding(
+                "code-files-left-out", f"handed in code files, which the kernel did not get: {files}",
+                student=f"Your notebook ran without {files}: grading uses only the course's own code files "
+                        "beside the notebook."))
         return [*joining, *sandbox, "--", *self._cell.drop_privileges(), "prlimit", *limits, "--", *command]
+
+    def instructor_folder(self, work):
+        """The instructor's folder of the assignment that a notebook in `work` belongs to (nbgrader's
+        layout: source/<assignment>, autograded/<student>/<assignment>, ...), or None outside the course."""
+        coursedir = CourseDirectory(config=self.config)
+        root = Path(coursedir.root).resolve()
+        if work != root and root not in work.parents:
+            return None
+        folder = Path(coursedir.format_path(coursedir.source_directory, ".", work.name)).resolve()
+        return folder if folder.is_dir() else None
 
     async def _async_launch_kernel(self, kernel_cmd, **kwargs):
         if self._cell:
@@ -157,8 +178,9 @@ class GradingKernelManager(AsyncKernelManager):
             left = len(self._cell.processes()) - 1
             if left > 0:
                 plural = "es" if left > 1 else ""
-                problems.setdefault(self.kernel_id, []).append(
-                    f"left {left} process{plural} running after its notebook ended (killed)")
+                found.setdefault(self.kernel_id, []).append(Finding(
+                    "processes-left",
+                    f"left {left} process{plural} running after its notebook ended (killed)"))
         await super()._async_shutdown_kernel(now=now, restart=restart)
 
     shutdown_kernel = _async_shutdown_kernel
@@ -213,13 +235,15 @@ class _SandboxCell:
         if os.geteuid() == 0:
             os.chown(path, self.uid, self.uid, follow_symlinks=False)
 
-    def bubblewrap(self, work, tmp_size):
-        """bwrap's options: the sandbox's file system, namespaces and environment."""
+    def bubblewrap(self, work, tmp_size, instructor=None):
+        """bwrap's options: the sandbox's file system, namespaces and environment. `work` is the notebook's
+        folder; of its code files, only those of the `instructor` folder of its assignment are kept."""
         copy = self.folder / "work"
         # a student's code files could replace modules the notebook imports (numpy.py): only the
         # instructor's (nbgrader copies source/<assignment>/ into autograded/<student>/<assignment>/)
-        instructor = work.parents[2] / "source" / work.name if len(work.parents) > 2 else None
-        files, _ = read_tree(work)  # links, devices and the like are left out, never followed
+        # a student's links, devices and the like are left out, never followed; the instructor's own
+        # folder (nbgrader validate of a source notebook) is trusted: its links (checks.py) are followed
+        files, _ = read_tree(work, follow_links=instructor is not None and work == instructor.resolve())
         kept = {name: data for name, data in files.items() if Path(name).suffix not in CODE_SUFFIXES
                 or (instructor and (instructor / name).is_file())}
         self.left_out = sorted(set(files) - set(kept))

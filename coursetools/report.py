@@ -1,135 +1,232 @@
-"""The class report for TAs: class_report.html and class_report.csv, next to nbgrader's grades.csv.
+"""The class report for TAs: class_report.html and class_report.csv, and grades_detail.csv beside nbgrader's
+grades.csv.
 
-What it shows: the score distribution of each assignment (a plot), the pass rate of every test cell
-with its most common failure messages, the submissions flagged for a TA (grading_flags.csv) and the
-written answers waiting to be graded by hand.
+The page answers a TA's questions in this order: who needs attention (flagged submissions with their
+reason, then the lowest scorers, each linked to their feedback), which questions the class struggled with
+(test cells sorted by pass rate, with their most common failure messages, whole), a students × questions
+heat map, the score distribution of each assignment, the written answers waiting to be graded by hand,
+and every student's scores. Example students (example-*) are left out of every statistic and listed apart
+(unless the class has no other student yet, as after `course demo`: then the page says it shows them).
+It fits a 1280 px window. class_report.csv holds the per-question table; grades_detail.csv one row per
+submission, with written answers not yet graded shown as pending and flagged submissions marked.
 """
 
 import base64
 import csv
-import html
 import io
+import urllib.parse
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no screen
+import jinja2  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import nbformat  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from nbgrader.api import Gradebook  # noqa: E402
 
+from coursetools import findings  # noqa: E402
+from coursetools.autograde import failure_messages  # noqa: E402
 from coursetools.batch import FLAGS_FILE  # noqa: E402
-from coursetools.course import notebook_path  # noqa: E402
+from coursetools.course import EXAMPLE_STUDENT_PREFIX, gradebook_url  # noqa: E402
+from coursetools.scores import grade_rows, score_table  # noqa: E402
+
+LOWEST = 10  # students in "lowest scores"
+HEAT_MAP_STUDENTS = 60  # rows of the heat map: the lowest scorers
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass
+class ClassData:
+    """What the report shows, read from the gradebook, grading_flags.csv and the autograded notebooks."""
+
+    grades: pd.DataFrame  # scores.grade_rows, with the failure "message" of every failed test cell
+    scores: pd.DataFrame  # scores.score_table, with "reason" (flagged), "notes" and "example"
+    strays: pd.DataFrame  # student, assignment, reason: what was handed in but could not be graded
+    examples_only: bool  # no student but the examples: statistics are of the examples
 
 
 def collect(root):
-    """(submissions, cells, manual) DataFrames read from the gradebook and the autograded notebooks."""
-    submissions, cells, manual = [], [], []
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
-        for assignment in gradebook.assignments:
-            for submission in assignment.submissions:
-                student = submission.student.id
-                submissions.append({"assignment": assignment.name, "student": student,
-                                    "auto": submission.code_score, "auto_max": submission.max_code_score})
-                messages = failure_messages(root, assignment.name, student)
-                for notebook in submission.notebooks:
-                    for grade in notebook.grades:
-                        if grade.cell.cell_type == "code":
-                            cells.append({"assignment": assignment.name, "cell": grade.name,
-                                          "points": grade.max_score, "passed": grade.score >= grade.max_score,
-                                          "message": messages.get(grade.name, "")})
-                        elif grade.needs_manual_grade:
-                            manual.append({"assignment": assignment.name, "student": student,
-                                           "cell": grade.name, "points": grade.max_score})
-    return pd.DataFrame(submissions), pd.DataFrame(cells), pd.DataFrame(manual)
-
-
-def failure_messages(root, assignment, student):
-    """{test cell: its failure message} of one autograded notebook."""
-    path = notebook_path(root, "autograded", assignment, student)
-    if not path.exists():
-        return {}
-    messages = {}
-    for cell in nbformat.read(path, as_version=4).cells:
-        if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code":
-            errors = [o for o in cell.outputs if o.output_type == "error"]
-            if errors:
-                message = f"{errors[-1].ename}: {errors[-1].evalue}"
-                messages[cell.metadata["nbgrader"]["grade_id"]] = message[:200]
-    return messages
-
-
-def cell_table(cells):
-    """One row per test cell: points, pass rate and the three most common failure messages."""
-    rows = []
-    for (assignment, cell), group in cells.groupby(["assignment", "cell"], sort=False):
-        common = Counter(m for m in group["message"] if m).most_common(3)
-        rows.append({"assignment": assignment, "cell": cell, "points": group["points"].iloc[0],
-                     "submissions": len(group), "passed": int(group["passed"].sum()),
-                     "pass_rate": round(group["passed"].mean(), 3),
-                     "most_common_failures": " | ".join(f"{count}× {message}" for message, count in common)})
-    return pd.DataFrame(rows)
-
-
-def distribution_png(submissions):
-    """The score distribution, one histogram per assignment, as PNG bytes."""
-    names = sorted(submissions["assignment"].unique())
-    figure, axes = plt.subplots(1, max(len(names), 1), figsize=(3.2 * max(len(names), 1), 2.8), squeeze=False)
-    for axis, name in zip(axes[0], names, strict=False):
-        own = submissions[submissions["assignment"] == name]
-        percent = 100 * own["auto"] / own["auto_max"].where(own["auto_max"] > 0, 1)
-        axis.hist(percent, bins=range(0, 105, 10), color="#4c72b0", edgecolor="white")
-        axis.set_title(name, fontsize=9)
-        axis.set_xlabel("automatic score (%)", fontsize=8)
-    axes[0][0].set_ylabel("submissions", fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return buffer.getvalue()
+    grades = grade_rows(gradebook_url(root))
+    scores = score_table(None, grades=grades)
+    messages, found = {}, {}
+    for row in scores.itertuples():
+        for path in sorted((root / "autograded" / row.student / row.assignment).glob("*.ipynb")):
+            notebook = nbformat.read(path, as_version=4)
+            messages.update({(row.assignment, row.student, cell): message
+                             for cell, message in failure_messages(notebook).items()})
+            found.setdefault((row.student, row.assignment), []).extend(findings.read(notebook))
+    keys = list(zip(grades["assignment"], grades["student"], grades["cell"], strict=True))
+    ungraded = {(assignment, student) for assignment, student, _ in keys
+                if not (root / "autograded" / student / assignment).is_dir()}
+    no_notebook = "(no notebook was graded: see the flagged submissions)"
+    grades["message"] = [messages.get(key, no_notebook if key[:2] in ungraded else "") for key in keys]
+    flags = read_flags(root)
+    keys = list(zip(scores["student"], scores["assignment"], strict=True))
+    scores["reason"] = [
+        flags.get(key) or findings.reason(found.get(key, [])) or "flagged in the gradebook" if flagged else ""
+        for key, flagged in zip(keys, scores["flagged"], strict=True)
+    ]
+    scores["notes"] = [findings.notes(found.get(key, [])) for key in keys]
+    scores["example"] = scores["student"].str.startswith(EXAMPLE_STUDENT_PREFIX)
+    graded = set(keys)
+    strays = pd.DataFrame([(student, assignment, reason) for (student, assignment), reason in flags.items()
+                           if (student, assignment) not in graded],
+                          columns=["student", "assignment", "reason"])
+    return ClassData(grades, scores, strays, examples_only=bool(scores["example"].all()))
 
 
 def read_flags(root):
+    """{(student, assignment): reason} of grading_flags.csv (written by `course grade`)."""
     path = root / FLAGS_FILE
     if not path.exists():
-        return pd.DataFrame(columns=["student", "assignment", "reason"])
+        return {}
     with path.open() as file:
-        return pd.DataFrame(list(csv.DictReader(file)), columns=["student", "assignment", "reason"])
+        return {(row["student"], row["assignment"]): row["reason"] for row in csv.DictReader(file)}
+
+
+def counted(data, frame):
+    """The rows of `frame` that statistics count: not the examples, unless there is nobody else."""
+    return frame if data.examples_only else frame[~frame["student"].str.startswith(EXAMPLE_STUDENT_PREFIX)]
+
+
+def question_table(data):
+    """One row per test cell, hardest first: points, submissions, passed, pass rate and the three most
+    common failure messages."""
+    tests = counted(data, data.grades[data.grades["cell_type"] == "code"])
+    order = {cell: index for index, cell in enumerate(dict.fromkeys(data.grades["cell"]))}
+    rows = []
+    for (assignment, cell), group in tests.groupby(["assignment", "cell"], sort=False):
+        passed = group["score"] >= group["max_score"]
+        common = Counter(message for message in group["message"] if message).most_common(3)
+        rows.append({"assignment": assignment, "cell": cell, "points": group["max_score"].iloc[0],
+                     "submissions": len(group), "passed": int(passed.sum()),
+                     "pass_rate": round(float(passed.mean()), 3),
+                     "most_common_failures": " | ".join(f"{n}× {message}" for message, n in common),
+                     "failures": common, "order": order.get(cell, 0)})
+    columns = ["assignment", "cell", "points", "submissions", "passed", "pass_rate", "most_common_failures"]
+    if not rows:
+        return pd.DataFrame(columns=[*columns, "failures"])
+    table = pd.DataFrame(rows).sort_values(["pass_rate", "assignment", "order"], ignore_index=True)
+    return table[[*columns, "failures"]]
+
+
+def student_table(data, scores):
+    """One row per student: automatic points over every assignment handed in, lowest first."""
+    if scores.empty:
+        return pd.DataFrame(columns=["student", "auto", "auto_max", "percent", "submitted", "flagged"])
+    table = scores.groupby("student", as_index=False).agg(
+        auto=("auto", "sum"), auto_max=("auto_max", "sum"), submitted=("assignment", "count"),
+        flagged=("flagged", "any"))
+    table["percent"] = 100 * table["auto"] / table["auto_max"].where(table["auto_max"] > 0, 1)
+    return table.sort_values(["percent", "student"], ignore_index=True)
+
+
+def heat_map_png(data, students):
+    """Students (rows, lowest first) × test cells (columns, in notebook order): share of each cell's
+    points, as PNG bytes; blank where nothing was handed in."""
+    tests = data.grades[(data.grades["cell_type"] == "code") & data.grades["student"].isin(students)]
+    cells = list(dict.fromkeys(zip(tests["assignment"], tests["cell"], strict=True)))
+    cells.sort(key=lambda key: key[0])  # grouped by assignment, in notebook order within each
+    shares = tests.assign(share=tests["score"] / tests["max_score"].where(tests["max_score"] > 0, 1))
+    matrix = (shares.pivot_table(index="student", columns=["assignment", "cell"], values="share")
+              .reindex(index=students, columns=pd.MultiIndex.from_tuples(cells)))
+    width = min(12.5, 2.5 + 0.16 * len(cells))
+    figure, axis = plt.subplots(figsize=(width, 1.6 + 0.17 * len(students)))
+    colours = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#eeeeee")
+    image = axis.imshow(np.ma.masked_invalid(matrix.to_numpy(dtype=float)), cmap=colours, vmin=0, vmax=1,
+                        aspect="auto", interpolation="nearest")
+    axis.set_yticks(range(len(students)), students, fontsize=7)
+    axis.set_xticks(range(len(cells)), [cell for _, cell in cells], rotation=90, fontsize=6)
+    for index in range(1, len(cells)):
+        if cells[index][0] != cells[index - 1][0]:
+            axis.axvline(index - 0.5, color="black", linewidth=1)
+    figure.colorbar(image, ax=axis, fraction=0.02, pad=0.01, label="share of the cell's points")
+    figure.tight_layout()
+    return _png(figure)
+
+
+def distribution_png(scores):
+    """The distribution of automatic scores, one histogram per assignment, three to a row, as PNG bytes."""
+    names = sorted(scores["assignment"].unique())
+    columns = min(3, max(len(names), 1))
+    rows = -(-max(len(names), 1) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.9 * columns, 2.7 * rows), squeeze=False)
+    for axis in axes.flat[len(names):]:
+        axis.axis("off")
+    for axis, name in zip(axes.flat, names, strict=False):
+        own = scores[scores["assignment"] == name]
+        percent = 100 * own["auto"] / own["auto_max"].where(own["auto_max"] > 0, 1)
+        axis.hist(percent, bins=range(0, 105, 10), color="#4c72b0", edgecolor="white")
+        axis.set_title(f"{name} ({len(own)})", fontsize=9)
+        axis.set_xlabel("automatic score (%)", fontsize=8)
+        axis.set_ylabel("submissions", fontsize=8)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def _png(figure):
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def feedback_links(root, student, assignment):
+    """[(label, relative URL)] of a submission's feedback pages and autograded notebooks that exist."""
+    links = []
+    for kind, label in (("feedback", "feedback"), ("autograded", "notebook")):
+        suffix = ".html" if kind == "feedback" else ".ipynb"
+        for path in sorted((root / kind / student / assignment).glob(f"*{suffix}")):
+            links.append((label, urllib.parse.quote(path.relative_to(root).as_posix())))
+    return links
+
+
+def grades_detail(data):
+    """One row per submission: written answers not graded yet are "pending", flagged ones are marked."""
+    scores = data.scores
+    return pd.DataFrame({
+        "student": scores["student"], "assignment": scores["assignment"],
+        "auto": scores["auto"], "auto_max": scores["auto_max"],
+        "manual": [("pending" if pending else f"{manual:g}")
+                   for manual, pending in zip(scores["manual"], scores["manual_pending"], strict=True)],
+        "manual_max": scores["manual_max"], "score_so_far": scores["score"], "max_score": scores["max_score"],
+        "status": ["flagged" if flagged else "pending" if pending else "complete"
+                   for flagged, pending in zip(scores["flagged"], scores["manual_pending"], strict=True)],
+        "reason": scores["reason"],
+    })
 
 
 def write_report(root):
-    """Write class_report.html and class_report.csv; return the HTML path."""
-    submissions, cells, manual = collect(root)
-    if submissions.empty:
-        cells_summary = pd.DataFrame(columns=["assignment", "cell", "points", "submissions", "passed",
-                                              "pass_rate", "most_common_failures"])
-        image = ""
-    else:
-        cells_summary = cell_table(cells)
-        image = base64.b64encode(distribution_png(submissions)).decode()
-    cells_summary.to_csv(root / "class_report.csv", index=False)
-    flags = read_flags(root)
-    if manual.empty:
-        manual = pd.DataFrame(columns=["assignment", "student", "cell", "points"])
-    sections = [
-        f"<h1>Class report</h1><p>{len(submissions)} submissions; generated "
-        f"{html.escape(datetime.now().isoformat(timespec='seconds'))}.</p>",
-        "<h2>Score distribution</h2>",
-        f'<img id="distribution" alt="Histogram of automatic scores per assignment" '
-        f'src="data:image/png;base64,{image}">' if image else "<p>No submissions yet.</p>",
-        "<h2>Pass rate per test cell</h2>",
-        cells_summary.to_html(index=False, table_id="cells", border=0),
-        f"<h2>Flagged submissions ({len(flags)})</h2>",
-        flags.to_html(index=False, table_id="flagged", border=0),
-        f"<h2>Waiting for manual grading ({len(manual)})</h2>",
-        manual.to_html(index=False, table_id="manual", border=0),
-    ]
-    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Class report</title><style>"
-            "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;font-size:90%}"
-            "td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}"
-            "</style></head><body>" + "\n".join(sections) + "</body></html>")
+    """Write class_report.html, class_report.csv and grades_detail.csv; return the HTML path."""
+    data = collect(root)
+    scores = counted(data, data.scores)
+    questions = question_table(data)
+    questions.drop(columns="failures").to_csv(root / "class_report.csv", index=False)
+    grades_detail(data).to_csv(root / "grades_detail.csv", index=False)
+    students = student_table(data, scores)
+    heat_students = list(students["student"][:HEAT_MAP_STUDENTS])
+    flagged = counted(data, data.scores[data.scores["flagged"]])
+    written = data.grades[(data.grades["cell_type"] != "code") & data.grades["needs_manual_grade"]]
+    manual = counted(data, written)
+    assignments = sorted(data.scores["assignment"].unique())
+    by_student = {student: own.set_index("assignment") for student, own in data.scores.groupby("student")}
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                                     trim_blocks=True, lstrip_blocks=True)
+    page = environment.get_template("class_report.html.j2").render(
+        generated=datetime.now().isoformat(timespec="seconds"),
+        data=data, scores=scores, questions=questions, students=students, flagged=flagged,
+        lowest=students.head(LOWEST), manual=manual, assignments=assignments, by_student=by_student,
+        examples=data.scores[data.scores["example"]] if not data.examples_only else data.scores.iloc[0:0],
+        heat_map=heat_map_png(data, heat_students) if heat_students else "", heat_students=len(heat_students),
+        distribution=distribution_png(scores) if not scores.empty else "",
+        links=lambda student, assignment: feedback_links(root, student, assignment),
+        example_prefix=EXAMPLE_STUDENT_PREFIX,
+    )
     path = root / "class_report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -8,21 +8,30 @@ TAs in grading_flags.csv and the gradebook; and the honest examples graded as al
 
 import csv
 import hashlib
+import os
+import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from html import escape as html_escape
 from pathlib import Path
 
 import nbformat
 import pytest
 from attacks import ATTACKS, submit_attack
-from conftest import secret_lines
+from conftest import CLASSES_GROUP, course_command, grades, new_course, private_uids, secret_lines
 from nbgrader.api import Gradebook
-from test_batch import course_command, grades, new_course
+from test_batch import with_answer_prefix
 
-from coursetools.course import nbgrader, notebook_path
+from coursetools import findings
+from coursetools.course import gradebook_url, nbgrader, notebook_path
+from coursetools.examples import submit
 from coursetools.kernel import GradingKernelManager
+
+pytestmark = CLASSES_GROUP  # see conftest.py
 
 ASSIGNMENT = "linear_network"  # of most attacks
 ASSIGNMENTS = sorted({attack.assignment for attack in ATTACKS})
@@ -114,10 +123,12 @@ def fingerprints(root):
     return files
 
 
-def sandbox_processes():
-    """Processes of the machine that run as a sandbox user."""
-    first = GradingKernelManager.first_uid.default_value
-    users = range(first, first + GradingKernelManager.uid_count.default_value)
+_FIRST_UID = GradingKernelManager.first_uid.default_value
+DEFAULT_UIDS = range(_FIRST_UID, _FIRST_UID + GradingKernelManager.uid_count.default_value)
+
+
+def sandbox_processes(users):
+    """Processes of the machine that run as one of these users (a course's sandbox users)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
@@ -134,8 +145,9 @@ def flags(root):
 
 
 @pytest.fixture(scope="module")
-def attacked(tmp_path_factory):
-    root = new_course(tmp_path_factory.mktemp("attacked"), ASSIGNMENTS, NOTEBOOK_TIME_LIMIT, CELL_TIMEOUT)
+def attacked(tmp_path_factory, course_template):
+    root = new_course(course_template, tmp_path_factory.mktemp("attacked"), ASSIGNMENTS, NOTEBOOK_TIME_LIMIT,
+                      CELL_TIMEOUT, own_users=True, examples=["correct", "untouched"])
     listener = Listener()
     for attack in ATTACKS:
         submit_attack(root, attack, listener.port)
@@ -146,9 +158,10 @@ def attacked(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory):
+def plain(tmp_path_factory, course_template):
     """A few attacks graded with a plain `nbgrader autograde` in the course folder."""
-    root = new_course(tmp_path_factory.mktemp("plain"), ASSIGNMENTS, NOTEBOOK_TIME_LIMIT, CELL_TIMEOUT)
+    root = new_course(course_template, tmp_path_factory.mktemp("plain"), [], NOTEBOOK_TIME_LIMIT,
+                      CELL_TIMEOUT, own_users=True)
     for attack in ATTACKS:
         if attack.name in PLAIN:
             submit_attack(root, attack, 9)  # port 9: nothing listens (these attacks use no network)
@@ -160,7 +173,7 @@ def plain(tmp_path_factory):
 def test_grading_run_reports_every_attack(attacked):
     root, run, _, _ = attacked
     assert run.returncode == 1, run.stdout + run.stderr  # 1: submissions need a TA
-    graded = len(ATTACKS) + 3 * len(ASSIGNMENTS)  # and three examples per assignment
+    graded = len(ATTACKS) + 2 * len(ASSIGNMENTS)  # and two examples per assignment
     assert f"graded {graded} submissions" in run.stdout, run.stdout + run.stderr
 
 
@@ -203,7 +216,30 @@ def test_no_connection_reaches_the_host(attacked):
 
 
 def test_no_process_outlives_grading(attacked):
-    assert sandbox_processes() == []
+    assert sandbox_processes(private_uids()) == []
+
+
+def test_process_check_sees_only_its_own_courses_kernels(attacked, course_template, tmp_path):
+    """While another course is being graded on the machine (its kernels run as the default sandbox users),
+    the check above still sees only this test session's kernels: a check of every grading kernel of the
+    machine would fail here."""
+    other = new_course(course_template, tmp_path / "other", [], notebook_time_limit=120)
+    solution = nbformat.read(notebook_path(other, "solutions", ASSIGNMENT), as_version=4)
+    sleeper = with_answer_prefix(solution, "add_bias", "import time\ntime.sleep(10)")
+    submit(other, ASSIGNMENT, "sleeper", sleeper)
+    command = [str(Path(sys.executable).parent / "course"), "grade", ASSIGNMENT, "--workers=1", "--quiet"]
+    grading = subprocess.Popen(command, cwd=other, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not sandbox_processes(DEFAULT_UIDS) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert sandbox_processes(DEFAULT_UIDS), "the other course's kernel never started"
+        assert sandbox_processes(private_uids()) == []
+        assert grading.wait(timeout=180) == 0
+    finally:
+        if grading.poll() is None:
+            os.killpg(grading.pid, signal.SIGKILL)
 
 
 def test_a_cell_posing_as_a_canary_stays_in_the_autograded_notebook(attacked):
@@ -221,7 +257,7 @@ def test_a_flood_is_cut(attacked):
 
 def test_honest_examples_grade_as_always(attacked):
     root, *_ = attacked
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+    with Gradebook(gradebook_url(root)) as gradebook:
         for assignment in ASSIGNMENTS:
             for student, full in (("example-correct", True), ("example-untouched", False)):
                 notebook = gradebook.find_submission(assignment, student).notebooks[0]
@@ -252,7 +288,7 @@ def test_plain_nbgrader_autograde_uses_the_defences(plain, name):
     root, before = plain
     student = BY_STUDENT["attack-" + name].student
     autograded = nbformat.read(notebook_path(root, "autograded", ASSIGNMENT, student), as_version=4)
-    assert any(PLAIN[name] in problem for problem in autograded.metadata["grading"]["problems"])
+    assert any(PLAIN[name] in finding.detail for finding in findings.read(autograded))
     got = grades(root, [student], [ASSIGNMENT])
     assert got[(student, ASSIGNMENT, "flagged")] is True
     assert all(value[0] in (0, None) for key, value in got.items() if key[2] != "flagged")

@@ -1,29 +1,29 @@
 """`course grade`: a whole class graded in parallel, broken and hostile submissions included, with the
-gradebook a serial `nbgrader autograde` would leave, a report TAs can open, and a Dask variant."""
+gradebook a serial `nbgrader autograde` would leave, feedback for every student, a report TAs can open,
+and a Dask variant."""
 
 import csv
+import html
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ROOT
-from nbgrader.api import Gradebook
+from conftest import CLASSES_GROUP, ROOT, course_command, grades, new_course
 
-from coursetools.course import copy_course, nbgrader, notebook_path
-from coursetools.examples import submit, submit_examples
+from coursetools.course import nbgrader, notebook_path
+from coursetools.examples import submit
 
-ASSIGNMENTS = ["linear_network", "logistic_network"]
+pytestmark = CLASSES_GROUP  # see conftest.py
+
+ASSIGNMENTS = ["linear_network"]
 HONEST = ["example-correct", "example-mistakes", "example-untouched"]
 # broken submissions of linear_network: what the report must say, and which cells keep their points
 BROKEN = {
     "broken-json": ("not a readable notebook", "none"),
-    "renamed": ("is missing (renamed or not handed in)", "none"),
+    "renamed": ("missing (renamed or not handed in): found my_network.ipynb; expected linear_network.ipynb",
+                "none"),
     "dies": ("the kernel died", "none"),
     "slow": ("notebook time limit", "none"),
     "deleted-cell": ("grade cells deleted or not run: feedforward_hidden", "all but feedforward_hidden"),
@@ -31,32 +31,14 @@ BROKEN = {
     "link": ("data.csv is not a regular file", "all"),
     "memory-bomb": ("ran out of memory", "all but add_bias"),
 }
-NOTEBOOK_TIME_LIMIT = 8  # seconds: the "slow" submission sleeps 60 s in a single cell
-
-
-def course_command(root, *args):
-    command = [str(Path(sys.executable).parent / "course"), *args]
-    return subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
-
-
-def new_course(root, assignments=ASSIGNMENTS, notebook_time_limit=NOTEBOOK_TIME_LIMIT, cell_time_limit=None):
-    """A course in `root` with its release built and the example students' submissions handed in."""
-    copy_course(ROOT, root)
-    # as in the repository, every assignment's checks.py is a link to one shared file
-    shared = root / "shared_checks.py"
-    shutil.copy(root / "source" / assignments[0] / "checks.py", shared)
-    for checks in (root / "source").glob("*/checks.py"):
-        checks.unlink()
-        checks.symlink_to(os.path.relpath(shared, checks.parent))
-    with open(root / "nbgrader_config.py", "a") as config:
-        config.write(f"\nc.GradingKernelManager.notebook_timeout = {notebook_time_limit}\n")
-        if cell_time_limit:
-            config.write(f"c.Execute.timeout = {cell_time_limit}\n")
-    nbgrader(root, "generate_assignment", "*", "--force")
-    nbgrader(root, "generate_solution", "*", "--force")
-    for assignment in assignments:
-        submit_examples(root, assignment)
-    return root
+# handed in where no assignment is: (student, what was found, what the report must say)
+STRAYS = [
+    ("misspelt", "linear_netwrk", "not an assignment of this course (did you mean linear_network?)"),
+    ("no-folder", "linear_network.ipynb", "expected submitted/no-folder/linear_network/linear_network.ipynb"),
+]
+# seconds: the "slow" submission sleeps 120 s in a single cell; honest notebooks take a few seconds, more
+# when the machine is busy
+NOTEBOOK_TIME_LIMIT = 30
 
 
 def with_answer_prefix(solution, cell_id, code):
@@ -74,7 +56,7 @@ def submit_broken(root):
     folder = submit(root, "linear_network", "renamed", solution).parent
     (folder / "linear_network.ipynb").rename(folder / "my_network.ipynb")
     submit(root, "linear_network", "dies", with_answer_prefix(solution, "add_bias", "import os\nos._exit(1)"))
-    sleeper = with_answer_prefix(solution, "add_bias", "import time\ntime.sleep(60)")
+    sleeper = with_answer_prefix(solution, "add_bias", "import time\ntime.sleep(120)")
     submit(root, "linear_network", "slow", sleeper)
     deleted = nbformat.from_dict(json.loads(json.dumps(solution)))
     deleted.cells = [c for c in deleted.cells
@@ -95,30 +77,27 @@ def submit_broken(root):
     (folder / "data.csv").symlink_to("/etc/passwd")
 
 
+def submit_strays(root):
+    solution = nbformat.read(notebook_path(root, "solutions", "linear_network"), as_version=4)
+    folder = submit(root, "linear_network", "misspelt", solution).parent
+    folder.rename(folder.parent / "linear_netwrk")
+    folder = submit(root, "linear_network", "no-folder", solution).parent
+    shutil.move(folder / "linear_network.ipynb", folder.parent / "linear_network.ipynb")
+    folder.rmdir()
+
+
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    parallel = new_course(tmp_path_factory.mktemp("parallel"))
+def graded(tmp_path_factory, course_template):
+    """The same class graded by `course grade` (with broken submissions beside it) and by a plain, serial
+    `nbgrader autograde`."""
+    parallel = new_course(course_template, tmp_path_factory.mktemp("parallel"), ASSIGNMENTS,
+                          NOTEBOOK_TIME_LIMIT)
     submit_broken(parallel)
+    submit_strays(parallel)
     run = course_command(parallel, "grade", *ASSIGNMENTS, "--workers", "2", "--quiet")
-    serial = new_course(tmp_path_factory.mktemp("serial"))
+    serial = new_course(course_template, tmp_path_factory.mktemp("serial"), ASSIGNMENTS, NOTEBOOK_TIME_LIMIT)
     nbgrader(serial, "autograde", "*", "--force")
     return parallel, serial, run
-
-
-def grades(root, students, assignments=ASSIGNMENTS):
-    """{(student, assignment, cell): (auto score, needs manual grade, comment)} from a gradebook."""
-    rows = {}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
-        for assignment in assignments:
-            for student in students:
-                submission = gradebook.find_submission(assignment, student)
-                for notebook in submission.notebooks:
-                    comments = {c.name: c.auto_comment for c in notebook.comments}
-                    for grade in notebook.grades:
-                        rows[(student, assignment, grade.name)] = (
-                            grade.auto_score, grade.needs_manual_grade, comments.get(grade.name))
-                    rows[(student, assignment, "flagged")] = notebook.flagged
-    return rows
 
 
 def autograded_cells(root, student, assignment):
@@ -128,15 +107,21 @@ def autograded_cells(root, student, assignment):
     return [(c["cell_type"], c["source"], c.get("outputs")) for c in json.loads(text)["cells"]]
 
 
+def flags(root):
+    with open(root / "grading_flags.csv") as file:
+        return {(r["student"], r["assignment"]): r["reason"] for r in csv.DictReader(file)}
+
+
 def test_exit_code_says_that_submissions_need_attention(graded):
     parallel, _, run = graded
     assert run.returncode == 1, run.stdout + run.stderr
     assert f"graded {len(HONEST) * len(ASSIGNMENTS) + len(BROKEN)} submissions" in run.stdout
+    assert "Warning" not in run.stderr, run.stderr  # SQLAlchemy's, nbgrader's: no noise
 
 
 def test_parallel_gradebook_equals_a_serial_nbgrader_run(graded):
     parallel, serial, _ = graded
-    assert grades(parallel, HONEST) == grades(serial, HONEST)
+    assert grades(parallel, HONEST, ASSIGNMENTS) == grades(serial, HONEST, ASSIGNMENTS)
     for student in HONEST:
         for assignment in ASSIGNMENTS:
             ours, theirs = (autograded_cells(root, student, assignment) for root in (parallel, serial))
@@ -149,9 +134,7 @@ def test_broken_submission_is_reported_and_gets_only_the_points_it_earned(graded
     reason, keeps = BROKEN[student]
     line = next((line for line in run.stdout.splitlines() if line.strip().startswith(f"{student} /")), "")
     assert reason in line, run.stdout
-    with open(parallel / "grading_flags.csv") as file:
-        flags = {(r["student"], r["assignment"]): r["reason"] for r in csv.DictReader(file)}
-    assert reason in flags[(student, "linear_network")]
+    assert reason in flags(parallel)[(student, "linear_network")]
     got = grades(parallel, [student], ["linear_network"])
     reference = grades(serial, ["example-correct"], ["linear_network"])
     assert got[(student, "linear_network", "flagged")] is True
@@ -163,18 +146,86 @@ def test_broken_submission_is_reported_and_gets_only_the_points_it_earned(graded
         assert earned == (score if kept else 0), cell
 
 
-def test_report_lists_flagged_submissions_and_cells_waiting_for_a_ta(graded):
+@pytest.mark.parametrize(("student", "found", "reason"), STRAYS)
+def test_what_is_handed_in_outside_an_assignment_is_reported(graded, student, found, reason):
+    parallel, _, run = graded
+    assert reason in flags(parallel)[(student, found)]
+    assert any(line.strip().startswith(f"{student} / {found}: ") and reason in line
+               for line in run.stdout.splitlines()), run.stdout
+    assert student in (parallel / "class_report.html").read_text()
+
+
+def feedback_text(root, student, assignment="linear_network"):
+    page = (root / "feedback" / student / assignment / f"{assignment}.html").read_text()
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def test_every_graded_student_gets_feedback_for_students(graded):
+    """course grade writes feedback pages: what a student reads, and nothing meant for TAs or the grader."""
+    parallel, _, _ = graded
+    students = [*HONEST, *BROKEN]
+    for student in students:
+        for assignment in ASSIGNMENTS if student in HONEST else ["linear_network"]:
+            text = feedback_text(parallel, student, assignment)
+            for leak in ("Needs a TA", "/dev/shm", "site-packages", str(parallel), "/autograded/"):
+                assert leak not in text, f"{student}/{assignment}: {leak!r} in the feedback"
+
+
+@pytest.mark.parametrize(("student", "says"), [
+    ("broken-json", "could not be read as a notebook"),
+    ("renamed", "Your submission has no linear_network.ipynb (found my_network.ipynb), so it scored zero"),
+    ("slow", "Your notebook ran longer than the time limit (30 s) and was stopped"),
+    ("deleted-cell", "These graded cells were missing from your notebook and score zero: feedforward_hidden"),
+])
+def test_feedback_tells_the_student_why_points_are_missing(graded, student, says):
+    parallel, _, _ = graded
+    assert says in " ".join(feedback_text(parallel, student).split())
+
+
+def test_grades_detail_marks_pending_written_answers_and_flagged_submissions(graded):
+    parallel, _, _ = graded
+    with open(parallel / "grades_detail.csv") as file:
+        rows = {(r["student"], r["assignment"]): r for r in csv.DictReader(file)}
+    correct = rows[("example-correct", "linear_network")]
+    assert (correct["manual"], correct["status"], correct["auto"]) == ("pending", "pending", "13.0")
+    broken = rows[("broken-json", "linear_network")]
+    assert broken["status"] == "flagged" and "not a readable notebook" in broken["reason"]
+    with open(parallel / "grades.csv") as file:  # nbgrader's own export counts the pending answer as 0
+        exported = {(r["student_id"], r["assignment"]): r for r in csv.DictReader(file)}
+    assert float(exported[("example-correct", "linear_network")]["score"]) == float(correct["score_so_far"])
+
+
+def test_grades_csv_is_what_nbgrader_export_writes(graded, tmp_path):
+    """course grade exports in its own process, with nbgrader's export plugin: the same file."""
+    parallel, _, _ = graded
+    nbgrader(parallel, "export", f"--to={tmp_path / 'grades.csv'}")
+    assert (tmp_path / "grades.csv").read_bytes() == (parallel / "grades.csv").read_bytes()
+
+
+def test_report_answers_a_tas_questions(graded):
     parallel, _, _ = graded
     page = (parallel / "class_report.html").read_text()
     for student in BROKEN:
         assert student in page
-    assert 'id="distribution"' in page and "data:image/png;base64," in page
+    for table in ("flagged", "lowest", "hardest", "questions", "manual", "students"):
+        assert f'id="{table}"' in page
+    assert 'id="distribution"' in page and 'id="heat-map"' in page
     with open(parallel / "class_report.csv") as file:
         cells = list(csv.DictReader(file))
-    assert {row["cell"] for row in cells} >= {"add_bias_columns", "sigmoid_stable"}
+    # only linear_network: the students who handed in logistic_network are examples, which do not count
+    assert {row["assignment"] for row in cells} == {"linear_network"}
+    assert {row["cell"] for row in cells} >= {"add_bias_columns", "feedforward_hidden"}
+    assert {int(row["submissions"]) for row in cells} == {len(BROKEN)}
+    rates = [float(row["pass_rate"]) for row in cells]
+    assert rates == sorted(rates), "hardest questions first"
 
 
-def test_report_renders_in_headless_chromium(graded, tmp_path):
+SCREENSHOT = ROOT / ".ci" / "artifacts" / "class_report.png"
+
+
+def test_report_fits_a_1280_px_window_in_headless_chromium(graded, tmp_path):
+    """The first screen shows the flagged and the lowest students and the hardest question; nothing
+    scrolls sideways; every plot loads. The first screen is saved for the CI log."""
     from playwright.sync_api import sync_playwright
 
     parallel, _, _ = graded
@@ -183,31 +234,40 @@ def test_report_renders_in_headless_chromium(graded, tmp_path):
             tmp_path / "profile",  # a fresh profile
             executable_path="/usr/bin/chromium",  # Debian's Chromium: no browser download
             headless=True,
+            viewport={"width": 1280, "height": 800},
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"],
         )
         page = browser.new_page()
         page.goto((parallel / "class_report.html").as_uri())
-        plot_width = page.eval_on_selector("#distribution", "img => img.complete && img.naturalWidth")
-        cell_rows = page.locator("#cells tbody tr").count()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        plots = page.eval_on_selector_all("img", "imgs => imgs.map(img => img.complete && img.naturalWidth)")
+        first_rows = {table: page.locator(f"#{table} tbody tr").first.bounding_box()
+                      for table in ("flagged", "lowest", "hardest")}
         flagged = page.locator("#flagged tbody tr").all_inner_texts()
-        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        questions = page.locator("#questions tbody tr").count()
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT))
         browser.close()
-    assert plot_width > 100, "the score distribution plot did not render"
-    assert cell_rows >= 20
+    print(f"class report screenshot: {SCREENSHOT}")
+    assert width <= 1280, f"the page is {width} px wide: it scrolls sideways"
+    assert len(plots) >= 2 and all(width and width > 100 for width in plots), plots
+    for table, box in first_rows.items():
+        assert box and box["y"] + box["height"] <= 800, f"#{table} is not in the first screen: {box}"
     assert any("broken-json" in row and "not a readable notebook" in row for row in flagged)
+    assert questions >= 8  # every test cell of linear_network
 
 
-def test_dask_cluster_grades_like_serial_nbgrader(graded, tmp_path):
+def test_dask_cluster_grades_like_serial_nbgrader(graded, course_template, tmp_path):
     from dask.distributed import LocalCluster
 
     _, serial, _ = graded
-    root = new_course(tmp_path / "dask")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        run = course_command(root, "grade", "linear_network", "--dask-scheduler", cluster.scheduler_address,
-                             "--quiet")
-    assert run.returncode == 0, run.stdout + run.stderr
-    students = HONEST
+    root = new_course(course_template, tmp_path / "dask", ["linear_network"], NOTEBOOK_TIME_LIMIT)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        run = course_command(root, "grade", "linear_network", "--student", "example-[cm]*",
+                             "--dask-scheduler", cluster.scheduler_address, "--quiet")
+    assert run.returncode == 0 and "graded 2 submissions" in run.stdout, run.stdout + run.stderr
+    students = ["example-correct", "example-mistakes"]
     assert grades(root, students, ["linear_network"]) == grades(serial, students, ["linear_network"])
 
 
@@ -217,8 +277,8 @@ def test_failed_regrade_leaves_no_old_scores(graded):
     assert grades(parallel, ["example-correct"], ["linear_network"])[
         ("example-correct", "linear_network", "add_bias_columns")][0] == 1
     notebook_path(parallel, "submitted", "linear_network", "example-correct").write_text("not a notebook")
-    run = course_command(parallel, "grade", "linear_network", "--workers", "2", "--quiet")
-    assert run.returncode == 1
+    run = course_command(parallel, "grade", "linear_network", "--student", "example-correct", "--quiet")
+    assert run.returncode == 1 and "graded 1 submission;" in run.stdout, run.stdout
     after = grades(parallel, ["example-correct"], ["linear_network"])
     auto = [value[0] for (_, _, cell), value in after.items() if cell != "flagged" and value[0] is not None]
     assert auto and all(score == 0 for score in auto)

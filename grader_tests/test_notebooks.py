@@ -4,7 +4,7 @@ import ast
 
 import nbformat
 import pytest
-from conftest import ASSIGNMENTS, ROOT, lines_of, load_json, secret_lines
+from conftest import ASSIGNMENTS, COURSE_GROUP, ROOT, lines_of, load_json, secret_lines
 from nbgrader.preprocessors import CheckCellMetadata
 
 from coursetools.course import notebook_path
@@ -58,6 +58,16 @@ def test_no_test_cell_ends_with_an_expression(assignment):
         assert len(body) == 1 or displays_nothing(body[-1], body), f"{cell.id} ends with an expression"
 
 
+@pytest.mark.parametrize("kind", ["release", "solutions"])
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_published_test_cells_display_nothing(kind, assignment):
+    """A test cell left with only its docstring (its hidden tests removed) must not display it: nbgrader
+    validate would read it as a partial score and warn."""
+    for cell in nbgrader_cells(read(kind, assignment), grade=True, solution=False):
+        body = ast.parse(cell.source).body
+        assert not isinstance(body[-1], ast.Expr) or displays_nothing(body[-1], body), f"{kind}: {cell.id}"
+
+
 def displays_nothing(statement, body):
     """Not an expression, or a call of a check (expect_*) or of a function the cell defines itself:
     these return None."""
@@ -95,6 +105,7 @@ def test_release_holds_no_solution_code(assignment):
     assert not leaked, f"solution or hidden-test lines in release/{assignment}: {leaked}"
 
 
+@COURSE_GROUP
 @pytest.mark.parametrize("kind", ["release", "solutions"])
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_committed_notebooks_equal_a_regeneration_from_source(course, kind, assignment):

@@ -8,6 +8,7 @@ mistake is judged by the shape check alone.
 
 import contextlib
 import copy
+import importlib
 import io
 import warnings
 
@@ -25,7 +26,9 @@ def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=Non
       ConvergenceWarning from a correct answer must not cost points. With allow_warnings=False a
       warning fails the check instead (for answers that must be warning-free, such as a stable sigmoid);
     - with the global names in `replace` (e.g. {"sigmoid": reference}) swapped for the duration of the
-      call, so that a test of one function is not failed by a mistake in another one that it uses;
+      call, so that a test of one function is not failed by a mistake in another one that it uses; a
+      dotted name ("sklearn.neural_network.MLPClassifier") swaps a module's attribute, which an import
+      inside the function would otherwise bypass;
     - and it accepts only plain data in return (numbers, numeric arrays, DataFrames and Series, and
       lists, tuples and dicts of them): an object of another class could fake its comparisons
       (any_result=True for calls that are not a student's answer, such as a model's fit).
@@ -75,14 +78,20 @@ def _expect_plain(name, value, depth=0):
 
 @contextlib.contextmanager
 def _replaced(func, replacements):
-    namespace = getattr(func, "__globals__", {})
     missing = object()
-    saved = {name: namespace.get(name, missing) for name in replacements}
-    namespace.update(replacements)
+    saved = []
+    for name, value in replacements.items():
+        if "." in name:
+            module, _, name = name.rpartition(".")
+            namespace = vars(importlib.import_module(module))
+        else:
+            namespace = getattr(func, "__globals__", {})
+        saved.append((namespace, name, namespace.get(name, missing)))
+        namespace[name] = value
     try:
         yield
     finally:
-        for name, value in saved.items():
+        for namespace, name, value in reversed(saved):
             if value is missing:
                 namespace.pop(name, None)
             else:

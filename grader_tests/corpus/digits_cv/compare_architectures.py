@@ -64,3 +64,13 @@ def compare_architectures(hidden_layer_sizes, features, labels):
         h: max(cross_validate(lambda h=h: MLPClassifier(hidden_layer_sizes=h, max_iter=500), features, labels))
         for h in hidden_layer_sizes
     }
+
+# %% wrong: MLPClassifier imported inside the function, out of the tests' reach | fails: compare_architectures_structure, compare_architectures_hidden | says: imported inside your function
+def compare_architectures(hidden_layer_sizes, features, labels):
+    from sklearn.neural_network import MLPClassifier
+
+    return {
+        h: float(np.mean(cross_validate(
+            lambda h=h: MLPClassifier(hidden_layer_sizes=h, activation="logistic", max_iter=500), features, labels)))
+        for h in hidden_layer_sizes
+    }

@@ -83,3 +83,14 @@ def cross_validate(make_model, features, labels, n_splits=4):
         model = make_model().fit(features.iloc[train_index], labels.iloc[train_index])
         fold_accuracies.append(accuracy_score(labels.iloc[test_index], model.predict(features.iloc[test_index])))
     return fold_accuracies
+
+# %% wrong: folds of len // n_splits rows, the remainder never validated | fails: cross_validate_lesson, cross_validate_hidden | says: Your folds differ from KFold's
+def cross_validate(make_model, features, labels, n_splits=4):
+    size = len(features) // n_splits
+    accuracies = []
+    for k in range(n_splits):
+        test = np.arange(k * size, (k + 1) * size)
+        train = np.setdiff1d(np.arange(len(features)), test)
+        model = make_model().fit(features.iloc[train], labels.iloc[train])
+        accuracies.append(accuracy_score(labels.iloc[test], model.predict(features.iloc[test])))
+    return accuracies

@@ -36,3 +36,8 @@ def final_accuracy(make_model, train_x, train_y, test_x, test_y):
 # %% wrong: the cross-validation mean instead of the test accuracy | fails: final_accuracy_lesson, final_accuracy_hidden
 def final_accuracy(make_model, train_x, train_y, test_x, test_y):
     return np.mean(cross_validate(make_model, train_x, train_y))
+
+# %% wrong: its own KNN (k=3) instead of make_model() | fails: final_accuracy_hidden | says: never called make_model()
+def final_accuracy(make_model, train_x, train_y, test_x, test_y):
+    model = KNeighborsClassifier(n_neighbors=3).fit(train_x, train_y)
+    return accuracy_score(test_y, model.predict(test_x))

@@ -1,0 +1,52 @@
+"""What grading found about a submission, from where it is found to everyone who must know.
+
+A Finding is made where something is seen (the kernel manager, the grading preprocessors, the batch
+grader) and travels unchanged: in the autograded notebook's metadata (`grading.findings`), then to the
+gradebook (the flag and a comment for formgrader), grading_flags.csv, the class report, and the
+student's feedback. Each finding says what happened twice: in words for TAs, and, where the student
+should know, in words for the student (never with a grader's path or a TA's note). A finding that
+needs a TA flags the submission; the others are notes.
+"""
+
+from dataclasses import asdict, dataclass
+
+METADATA_KEY = "grading"  # nb.metadata["grading"]["findings"]: a list of Finding dicts
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # a short name of what happened, e.g. "missing-notebook", "time-limit", "edited-test"
+    detail: str  # for TAs: what happened, in words
+    student: str = ""  # for the student's feedback; empty when the student need not know
+    needs_ta: bool = True  # True: the submission is flagged for a TA; False: a note
+
+
+def add(nb, finding):
+    """Record `finding` in the notebook (once: the same finding twice is one finding)."""
+    found = nb.metadata.setdefault(METADATA_KEY, {}).setdefault("findings", [])
+    if asdict(finding) not in found:
+        found.append(asdict(finding))
+
+
+def read(nb):
+    """The findings recorded in a notebook, in order."""
+    return [Finding(**entry) for entry in nb.metadata.get(METADATA_KEY, {}).get("findings", [])]
+
+
+def clear(nb):
+    """Forget any findings a notebook carries: a submitted notebook's metadata is the student's to write."""
+    nb.metadata.pop(METADATA_KEY, None)
+
+
+def reason(found):
+    """What a TA reads about a submission: the details of its findings that need a TA, in one line."""
+    return "; ".join(finding.detail for finding in found if finding.needs_ta)
+
+
+def notes(found):
+    """The details of the findings that need no TA (for the report), in one line."""
+    return "; ".join(finding.detail for finding in found if not finding.needs_ta)
+
+
+# What TAs see in formgrader's comment box of a flagged submission: feedback never shows it to students.
+TA_NOTE_PREFIX = "Needs a TA: "

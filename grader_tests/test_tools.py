@@ -1,0 +1,125 @@
+"""Parts of the grading tools, tried without grading: what is found under submitted/, what a student's
+feedback may show, how findings travel, how hidden tests come back quietly. Fast: no kernel starts."""
+
+import os
+import shutil
+import subprocess
+
+import nbformat
+import pytest
+from conftest import ASSIGNMENTS, ROOT
+
+from coursetools import batch, findings
+from coursetools.feedback import FeedbackForStudents, without_grader_paths
+from coursetools.findings import Finding
+from coursetools.release import ClearHiddenTestsQuietly, published_sources
+
+
+def hand_in(root, path, text="{}"):
+    target = root / "submitted" / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+
+
+def test_survey_finds_submissions_and_reports_what_cannot_be_graded(tmp_path):
+    hand_in(tmp_path, "ann/activations/activations.ipynb")
+    hand_in(tmp_path, "ann/linear_network/linear_network.ipynb")
+    hand_in(tmp_path, "bob/activatons/activations.ipynb")
+    hand_in(tmp_path, "cy/activations.ipynb")
+    hand_in(tmp_path, "stray.ipynb")
+    found, strays = batch.survey(tmp_path, ["activations"], ASSIGNMENTS)
+    assert found == [("activations", "ann")]  # linear_network is known, but not chosen: not reported
+    reasons = {(r.student, r.assignment): r.reason for r in strays}
+    assert set(reasons) == {("bob", "activatons"), ("cy", "activations.ipynb"), ("", "stray.ipynb")}
+    assert "(did you mean activations?)" in reasons[("bob", "activatons")]
+    assert "expected submitted/cy/activations/activations.ipynb" in reasons[("cy", "activations.ipynb")]
+    assert all(not r.graded for r in strays)
+    only_ann, _ = batch.survey(tmp_path, ASSIGNMENTS, ASSIGNMENTS, students="a*")
+    assert only_ann == [("activations", "ann"), ("linear_network", "ann")]
+
+
+def test_a_renamed_or_broken_notebook_is_named_with_what_was_found():
+    renamed = batch.notebook_findings(["activations"], {"activations-Copy1.ipynb": b"{}"})
+    assert [f.kind for f in renamed] == ["missing-notebook"]
+    assert "found activations-Copy1.ipynb; expected activations.ipynb" in renamed[0].detail
+    assert "named activations.ipynb" in renamed[0].student
+    broken = batch.notebook_findings(["activations"], {"activations.ipynb": b"\xff not json"})
+    assert [f.kind for f in broken] == ["unreadable-notebook"] and broken[0].student
+
+
+def test_findings_travel_in_the_notebook_and_split_into_ta_reason_and_notes():
+    notebook = nbformat.v4.new_notebook()
+    flag = Finding("time-limit", "ran too long", student="Your notebook ran too long.")
+    note = Finding("edited-cell", "edited a test", needs_ta=False)
+    for finding in (flag, note, flag):
+        findings.add(notebook, finding)
+    read = findings.read(nbformat.reads(nbformat.writes(notebook), as_version=4))
+    assert read == [flag, note]
+    assert findings.reason(read) == "ran too long" and findings.notes(read) == "edited a test"
+    findings.clear(notebook)
+    assert findings.read(notebook) == []
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("File /dev/shm/grade-x1y2/autograded/ann/linear_network/checks.py:52, in call",
+     "File checks.py:52, in call"),
+    ("File /srv/course/autograded/a b/linear_network/checks.py:52", "File checks.py:52"),
+    ("/work/course/.venv/lib/python3.11/site-packages/sklearn/base.py:9: ConvergenceWarning",
+     "sklearn/base.py:9: ConvergenceWarning"),
+    ("/usr/lib/python3.11/warnings.py", "warnings.py"),
+    ("a ratio of 3/4 stays", "a ratio of 3/4 stays"),
+])
+def test_feedback_cuts_the_grading_machines_paths(text, shown):
+    assert without_grader_paths(text) == shown
+
+
+def test_feedback_shows_the_students_notes_and_hides_ta_notes_and_hidden_tests():
+    test = nbformat.v4.new_code_cell('"""checks"""\n### BEGIN HIDDEN TESTS\nassert secret_reference(1) == 2\n'
+                                     '### END HIDDEN TESTS',
+                                     metadata={"nbgrader": {"grade": True, "grade_id": "t", "points": 1}})
+    test.outputs = [nbformat.v4.new_output("stream", name="stdout", text="assert secret_reference(1) == 2\n")]
+    answer = nbformat.v4.new_markdown_cell("why", metadata={"nbgrader": {
+        "grade": True, "solution": True, "grade_id": "q", "comment": findings.TA_NOTE_PREFIX + "tampering"}})
+    notebook = nbformat.v4.new_notebook(cells=[test, answer])
+    findings.add(notebook, Finding("time-limit", "ran past the limit", student="Your notebook ran too long."))
+    findings.add(notebook, Finding("tampering", "canary failed"))
+    shown, _ = FeedbackForStudents().preprocess(notebook, {})
+    text = nbformat.writes(shown)
+    assert "Your notebook ran too long." in shown.cells[0].source
+    assert "canary failed" not in text and "ran past the limit" not in text and "tampering" not in text
+    assert "secret_reference" not in text
+
+
+def test_hidden_tests_come_back_quietly_whatever_form_a_student_received():
+    source = '"""checks"""\n### BEGIN HIDDEN TESTS\nassert f(1) == 2\n### END HIDDEN TESTS'
+    cell = nbformat.v4.new_code_cell(source, metadata={"nbgrader": {"grade": True, "grade_id": "t"}})
+    ClearHiddenTestsQuietly().preprocess_cell(cell, {}, 0)
+    assert cell.source.startswith('"""checks"""\npass  #')  # the release's cell displays nothing
+    assert cell.source.strip() in published_sources(source)
+    assert '"""checks"""' in published_sources(source)  # the published solution's form
+    assert '"""checks"""\nassert f(1) == 3' not in published_sources(source)
+
+
+def test_make_demo_without_bubblewrap_and_without_root_stops_at_once_with_the_command_to_run(tmp_path):
+    """On a machine without bubblewrap, run by a user who cannot install it, the README's main command
+    prints one line that gives the exact command to run, and does nothing else."""
+    for name in ("Makefile", "pyproject.toml", "scripts"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "installed").touch()  # the environment is there, newer than pyproject.toml
+    tools = tmp_path / "bin"  # what the machine has: no bwrap
+    tools.mkdir()
+    for tool in ("sh", "apt-get"):
+        if shutil.which(tool):
+            (tools / tool).symlink_to(shutil.which(tool))
+    (tools / "id").write_text("#!/bin/sh\necho 1000\n")  # not root
+    (tools / "id").chmod(0o755)
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith(("MAKE", "MFLAGS"))}  # as typed in a shell, not under another make
+    done = subprocess.run([shutil.which("make"), "demo"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**environment, "PATH": str(tools)}, check=False)
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode != 0
+    assert len(lines) == 1, lines
+    assert "missing system packages: bubblewrap; install them with: sudo apt-get update && sudo apt-get " \
+           "install -y bubblewrap" in lines[0]
