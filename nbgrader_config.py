@@ -22,10 +22,10 @@ from nbgrader.preprocessors import (
     SaveCells,
 )
 
-from coursetools.autograde import GradingExecute, RestoreInstructorCells, refuse_links
 from coursetools.course import silence_known_warnings
-from coursetools.feedback import FeedbackForStudents
-from coursetools.release import ClearHiddenTestsQuietly
+from coursetools.grading.autograde import JudgedExecute, RestoreInstructorCells, refuse_links
+from coursetools.grading.feedback import FeedbackForStudents
+from coursetools.grading.release import ClearHiddenTestsQuietly
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
@@ -41,13 +41,13 @@ c.CourseDirectory.course_id = "lesson24-deep-learning-fundamentals-1"
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.solution_directory = "solutions"
 
-# Student code is untrusted. Every grading kernel runs in a sandbox (coursetools/kernel.py: no course
+# Student code is untrusted. Every grading kernel runs in a sandbox (coursetools/grading/kernel.py: no course
 # files, no network, its own user, bounded memory, processes and CPU; needs bubblewrap). nbgrader's own
-# autograde steps, with three changes (coursetools/autograde.py): a submission's links are moved aside
-# before nbgrader copies it; cells get the instructor's source and metadata back (a student's
-# `skip-execution` tag on a test has no effect, an edited test is reported once, in words); and the
-# notebook runs with canaries after each test cell, zero points for tests that did not run or ran after
-# tampering, and an output limit.
+# autograde steps, with three changes (coursetools/grading/autograde.py): a submission's links are moved
+# aside before nbgrader copies it; cells get the instructor's source and metadata back (a student's
+# `skip-execution` tag on a test has no effect, an edited test is reported once, in words); and the test
+# cells run in the judge, outside the student's kernel (coursetools/grading/judge.py), so that no code of
+# the student's can reach a verdict; tests that did not run score zero; kernel output is capped.
 c.Autograde.pre_convert_hook = refuse_links
 c.Autograde.sanitize_preprocessors = [
     ClearOutput,
@@ -57,7 +57,7 @@ c.Autograde.sanitize_preprocessors = [
     CheckCellMetadata,
 ]
 c.Autograde.autograde_preprocessors = [
-    GradingExecute,
+    JudgedExecute,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
@@ -70,7 +70,7 @@ c.Autograde.autograde_preprocessors = [
 c.Execute.timeout = 60
 # Seconds a whole notebook may run: then its kernel is killed and the submission flagged for a TA.
 # Bytes of address space a kernel may use: beyond, the student's cell fails with a MemoryError.
-c.Execute.kernel_manager_class = "coursetools.kernel.GradingKernelManager"
+c.Execute.kernel_manager_class = "coursetools.grading.kernel.GradingKernelManager"
 c.GradingKernelManager.notebook_timeout = 600
 c.GradingKernelManager.memory_limit = 4 * 1024**3
 

@@ -1,15 +1,19 @@
-"""How fast a class is graded: plain notebook execution (the lower bound), serial `nbgrader autograde`,
-and `course grade` at 1 and at N workers, and at 1 worker without the sandbox, on the same synthetic
-class, in one run; then what the sandbox costs per notebook.
+"""How fast a class is graded, every way side by side on the same synthetic class, in one run:
+plain notebook execution (the lower bound), `nbgrader autograde` as nbgrader ships it (tests in the
+student's kernel, no sandbox), `nbgrader autograde` with this course's configuration, and `course grade`
+at 1 and at N workers; at 1 worker also the old way (tests in the student's kernel) and without the
+sandbox. Then what a call through the judge costs beyond the student's function, and each way's points.
 
-Run by hand:  .venv/bin/python benchmarks/batch_grading.py [--copies 4] [--workers 2]
+Run by hand:  .venv/bin/python benchmarks/batch_grading.py [--copies 2] [--workers 2]
 The class: every assignment, handed in by the example students (correct and with mistakes), `copies`
-times each: 5 assignments x 2 examples x 4 copies = 40 submissions. Every kernel runs with one BLAS thread.
+times each: 5 assignments x 2 examples x 2 copies = 20 submissions. Every kernel runs with one BLAS thread.
 """
 
 import argparse
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,9 +22,25 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbgrader.api import Gradebook
 
 from coursetools.course import assignments, copy_course, find_root, nbgrader, notebook_path
 from coursetools.examples import fill_answers, read_answers, submit
+
+# nbgrader as it ships: only what a course must say, and the cell time limit that this course uses
+STOCK_CONFIG = """c = get_config()
+c.CourseDirectory.course_id = "lesson24-deep-learning-fundamentals-1"
+c.CourseDirectory.solution_directory = "solutions"
+c.Execute.timeout = 60
+"""
+# The old way: nbgrader's Execute runs the restored notebook, hidden tests included, in the student's
+# (sandboxed) kernel, which is given checks.py
+OLD_WAY = """
+from nbgrader.preprocessors import Execute
+c.Autograde.autograde_preprocessors = [Execute, *c.Autograde.autograde_preprocessors[1:]]
+"""
+CALL_LOG = re.compile(r": (\d+) calls to the student's kernel, ([\d.]+) s in all; beyond the student's "
+                      r"functions a call cost median ([\d.]+) ms, worst ([\d.]+) ms, ([\d.]+) s in all")
 
 
 def make_class(root, copies):
@@ -40,63 +60,119 @@ def make_class(root, copies):
     return handed_in
 
 
+def hand_out_checks(root, handed_in):
+    """Put checks.py beside every submission: a kernel that runs the tests itself needs it."""
+    for assignment, student in handed_in:
+        shutil.copy(root / "source" / assignment / "checks.py", root / "submitted" / student / assignment)
+
+
 def plain_execution(root, handed_in):
     """Execute every submitted notebook with nbclient, one after another: no grading at all."""
     for assignment, student in handed_in:
         folder = root / "submitted" / student / assignment
-        shutil.copy(root / "source" / assignment / "checks.py", folder / "checks.py")
         notebook = nbformat.read(folder / f"{assignment}.ipynb", as_version=4)
         NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=True,
                        resources={"metadata": {"path": str(folder)}}).execute()
+
+
+def points(root):
+    """{(assignment, student): points} from the course's gradebook."""
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        return {(submission.assignment.name, submission.student.id): round(submission.score, 6)
+                for assignment in gradebook.assignments for submission in assignment.submissions}
 
 
 def timed(label, action):
     started = time.perf_counter()
     action()
     seconds = time.perf_counter() - started
-    print(f"  {label:<34} {seconds:8.1f} s", flush=True)
+    print(f"  {label:<48} {seconds:8.1f} s", flush=True)
     return seconds
+
+
+def course_grade(root, *options):
+    course = Path(sys.executable).parent / "course"
+    return lambda: subprocess.run([str(course), "grade", "--quiet", *options], cwd=root,
+                                  capture_output=True, check=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--copies", type=int, default=4)
+    parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--only", nargs="+", metavar="WAY", help="run only these ways (plain is always run): "
+                        "stock serial ours-1 old-1 bare-1 ours-n")
     args = parser.parse_args()
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = "1"
-    course = [str(Path(sys.executable).parent / "course")]
-    results = {}
+    ways = {  # name: (label, how it grades)
+        "plain": ("plain nbclient execution (no grading)", None),
+        "stock": ("nbgrader autograde, as nbgrader ships it", None),
+        "serial": ("nbgrader autograde, this course's config", None),
+        "ours-1": ("course grade --workers 1", ("--workers", "1")),
+        "old-1": ("course grade --workers 1, tests in the kernel", ("--workers", "1")),
+        "bare-1": ("course grade --workers 1 --no-sandbox", ("--workers", "1", "--no-sandbox")),
+        "ours-n": (f"course grade --workers {args.workers}", ("--workers", str(args.workers))),
+    }
+    if args.only:
+        ways = {name: way for name, way in ways.items() if name == "plain" or name in args.only}
+    results, log = {}, ""
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
-        names = ("plain", "serial", "ours-1", f"ours-{args.workers}", "ours-1-no-sandbox")
-        roots = {name: Path(folder) / name for name in names}
+        roots = {name: Path(folder) / name for name in ways}
         for root in roots.values():
             root.mkdir()
             handed_in = make_class(root, args.copies)
+        for name in {"plain", "stock", "old-1"} & roots.keys():
+            hand_out_checks(roots[name], handed_in)
+        if "stock" in roots:
+            (roots["stock"] / "nbgrader_config.py").write_text(STOCK_CONFIG)
+        if "old-1" in roots:
+            with open(roots["old-1"] / "nbgrader_config.py", "a") as config:
+                config.write(OLD_WAY)
         print(f"{len(handed_in)} submissions, {os.cpu_count()} cores")
-        results["plain"] = timed("plain nbclient execution",
-                                 lambda: plain_execution(roots["plain"], handed_in))
-        results["serial"] = timed("serial nbgrader autograde",
-                                  lambda: nbgrader(roots["serial"], "autograde", "*", "--force"))
-        for workers in (1, args.workers):
-            results[f"ours-{workers}"] = timed(
-                f"course grade --workers {workers}",
-                lambda w=workers: subprocess.run([*course, "grade", "--workers", str(w), "--quiet"],
-                                                 cwd=roots[f"ours-{w}"], capture_output=True, check=True),
-            )
-        results["ours-1-no-sandbox"] = timed(
-            "course grade --workers 1 --no-sandbox",
-            lambda: subprocess.run([*course, "grade", "--workers", "1", "--quiet", "--no-sandbox"],
-                                   cwd=roots["ours-1-no-sandbox"], capture_output=True, check=True),
-        )
-    plain, serial, one, many = (results[k] for k in ("plain", "serial", "ours-1", f"ours-{args.workers}"))
-    bare = results["ours-1-no-sandbox"]
-    print(f"sandbox: {(one - bare) / len(handed_in) * 1000:+.0f} ms per notebook "
-          f"(course grade at 1 worker with / without it: {one / bare:.3f})")
-    print(f"course grade at 1 worker / plain execution:        {one / plain:.3f}  (target: at most 1.05)")
-    print(f"serial nbgrader / plain execution:                 {serial / plain:.3f}")
-    print(f"serial nbgrader / course grade at {args.workers} workers:       {serial / many:.2f}  "
-          "(target: at least 1.8)")
+        for name, (label, options) in ways.items():
+            if name == "plain":
+                action = lambda: plain_execution(roots["plain"], handed_in)  # noqa: E731
+            elif name in ("stock", "serial"):
+                def action(root=roots[name]):
+                    nonlocal log
+                    log += nbgrader(root, "autograde", "*", "--force", quiet=False, capture=True)
+            else:
+                action = course_grade(roots[name], *options)
+            results[name] = timed(label, action)
+        scores = {name: points(roots[name]) for name in ways if name != "plain"}
+
+    n = len(handed_in)
+    print("\nper submission:", ", ".join(f"{name} {seconds / n:.1f} s" for name, seconds in results.items()))
+    plain = results["plain"]
+    for name in [name for name in results if name != "plain"]:
+        print(f"{ways[name][0]:<48} / plain execution: {results[name] / plain:6.2f}"
+              + ("   (target: at most 1.45)" if name == "ours-1" else ""))
+    if {"ours-1", "old-1"} <= results.keys():
+        print(f"the judge at 1 worker / the old way at 1 worker:  {results['ours-1'] / results['old-1']:.2f}")
+    if {"ours-1", "bare-1"} <= results.keys():
+        print(f"sandbox: {(results['ours-1'] - results['bare-1']) / n * 1000:+.0f} ms per notebook")
+    if {"stock", "ours-n"} <= results.keys():
+        print(f"nbgrader as shipped / course grade at {args.workers} workers: "
+              f"{results['stock'] / results['ours-n']:.2f}")
+
+    calls = [match.groups() for match in CALL_LOG.finditer(log)]
+    if calls:
+        per_notebook = [int(count) for count, *_ in calls]
+        medians = [float(median) for _, _, median, _, _ in calls]
+        worst = max(float(worst) for *_, worst, _ in calls)
+        spent = [float(total) for *_, total in calls]
+        print(f"\ncalls through the judge ({len(calls)} notebooks graded by nbgrader autograde): "
+              f"{statistics.median(per_notebook):.0f} per notebook (at most {max(per_notebook)}); beyond the "
+              f"student's function a call costs median {statistics.median(medians):.1f} ms, worst "
+              f"{worst:.1f} ms; per notebook {1000 * statistics.median(spent):.0f} ms in all "
+              f"(at most {1000 * max(spent):.0f} ms)")
+
+    reference = next(iter(scores.values()), {})
+    for name, found in scores.items():
+        differ = sorted(key for key in reference if found.get(key) != reference[key])
+        print(f"points, {ways[name][0]:<48} {sum(found.values()):7.1f}"
+              + (f"   differs from {next(iter(scores))} on {differ[:4]}" if differ else ""))
 
 
 if __name__ == "__main__":

@@ -35,10 +35,9 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
 
 from coursetools import findings
-from coursetools.autograde import grade_id
-from coursetools.course import load_config, read_tree, write_tree
-from coursetools.feedback import notice_page
+from coursetools.course import grade_id, load_config, read_tree, write_tree
 from coursetools.findings import Finding
+from coursetools.grading.feedback import notice_page
 
 FLAGS_FILE = "grading_flags.csv"
 

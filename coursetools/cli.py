@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from coursetools import batch, corpus, kernel, report
+from coursetools import batch, corpus, report
 from coursetools.course import (
     EXAMPLE_STUDENT_PREFIX,
     assignments,
@@ -23,6 +23,7 @@ from coursetools.course import (
     silence_known_warnings,
 )
 from coursetools.examples import submit_examples
+from coursetools.grading import kernel
 from coursetools.scores import format_table, score_table
 
 

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from nbgrader import utils
 from nbgrader.api import Gradebook
 
-from coursetools.autograde import failure_messages
-from coursetools.course import gradebook_url, notebook_path
+from coursetools.course import grade_id, gradebook_url, notebook_path
 from coursetools.examples import Answer, fill_answers, percent_blocks, submit
+from coursetools.grading.autograde import failure_messages
 
 CORPUS = Path("grader_tests") / "corpus"
 _HEADER = re.compile(r"^# %% (?P<kind>correct|wrong): (?P<label>.*?)(?:\s*\|\s*fails:\s*(?P<fails>.*?))?"
@@ -72,12 +73,11 @@ def grade_cells_by_answer(notebook):
     """{answer cell: [test cells]}: a test cell belongs to the answer cell that comes before it."""
     cells, current = {}, None
     for cell in notebook.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("solution"):
-            current = meta["grade_id"]
+        if cell.cell_type == "code" and utils.is_solution(cell):
+            current = grade_id(cell)
             cells[current] = []
-        elif cell.cell_type == "code" and meta.get("grade") and current:
-            cells[current].append(meta["grade_id"])
+        elif cell.cell_type == "code" and utils.is_grade(cell) and current:
+            cells[current].append(grade_id(cell))
     return cells
 
 

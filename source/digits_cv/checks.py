@@ -1,1 +1,1 @@
-../../coursetools/checks.py
+../../coursetools/student/checks.py

@@ -3,16 +3,21 @@
 Student code is untrusted. Each grading kernel runs in a bubblewrap sandbox:
 - its file system holds only the system (/usr, /etc), this Python environment, a read-only copy of the
   regular files of its working directory (without the student's own code files, which could replace
-  modules) and a private, size-bounded /tmp; the course directory (source/, solutions/, release/, the
-  gradebook, other students), the grader's home and everything else are absent;
+  modules; when the judge grades, without any code file), a private home, /tmp and /dev/shm in memory,
+  each capped in size, and a runtime folder for its connection and sockets that, as root, is a tmpfs of
+  its own capped in size and number of files: nothing the kernel writes lands where another kernel or
+  the grader needs space. The course directory (source/, solutions/, release/, the gradebook, other
+  students), the grader's home and everything else are absent; the kernel sees an ordinary home
+  (/home/student, its notebook in /home/student/<assignment>) and an environment without a word of
+  grading;
 - it has a network namespace of its own (no network of the host, not even the host's 127.0.0.1), its
   own process, IPC and host-name namespaces, and every process it starts dies with it;
 - when the grader is root, it runs under a user id of its own (one per running kernel, so one
   kernel's fork bomb cannot starve another) with no capabilities and no way to gain privileges;
 - its address space, processes, CPU time and file sizes are bounded (util-linux prlimit), and where
   cgroup v1 controllers allow it, its memory and processes as a whole.
-The kernel talks to nbclient over ZMQ `ipc` sockets in a per-kernel directory (TCP cannot cross the
-network namespace), and is interrupted by a message, not a signal.
+The kernel talks to nbclient over ZMQ `ipc` sockets in its runtime folder (TCP cannot cross the network
+namespace), and is interrupted by a message, not a signal.
 
 Outside the sandbox this manager kills a kernel, with every process it started, once it has lived for
 `notebook_timeout` seconds (nbgrader limits each cell, not a whole notebook), and after the kernel has
@@ -23,6 +28,7 @@ without bubblewrap): student code then runs with the grader's rights, and every 
 """
 
 import fcntl
+import json
 import os
 import shlex
 import shutil
@@ -46,7 +52,10 @@ from coursetools.findings import Finding
 NO_SANDBOX_VARIABLE = "COURSE_NO_SANDBOX"
 # environment variables a kernel may see (the grader's environment may hold secrets)
 KERNEL_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                      "MKL_NUM_THREADS", "NBGRADER_EXECUTION", "PYDEVD_DISABLE_FILE_VALIDATION")
+                      "MKL_NUM_THREADS", "PYDEVD_DISABLE_FILE_VALIDATION")
+HOME = Path("/home/student")  # the kernel's home, as it sees it
+RUNTIME = HOME / ".local/share/jupyter/runtime"  # where Jupyter keeps a kernel's connection
+HOME_FOLDERS = (".cache", ".cache/matplotlib", ".local", ".local/share", ".local/share/jupyter")
 
 # what happened to kernels of this process, by kernel id, for the grading preprocessor to report
 killed_for_time = set()
@@ -66,19 +75,22 @@ def sandbox_missing():
 
 
 class GradingKernelManager(AsyncKernelManager):
-    notebook_timeout = Float(
-        900.0, config=True, help="Seconds a kernel may live before it is killed with its processes."
-    )
-    memory_limit = Integer(
-        4 * 1024**3, config=True, help="Bytes of address space a kernel process may use; 0 for no limit."
-    )
-    sandbox = Bool(True, config=True, help="Run kernels in the sandbox (bubblewrap).")
-    process_limit = Integer(128, config=True, help="Processes and threads of one sandboxed kernel.")
-    file_size_limit = Integer(256 * 1024**2, config=True, help="Bytes of the largest file a kernel writes.")
-    tmp_size = Integer(512 * 1024**2, config=True, help="Bytes of the kernel's private /tmp (in memory).")
+    notebook_timeout = Float(900.0, help="Seconds a kernel may live before it is killed with its "
+                                         "processes.").tag(config=True)
+    memory_limit = Integer(4 * 1024**3, help="Bytes of address space a kernel process may use; 0 for no "
+                                             "limit.").tag(config=True)
+    sandbox = Bool(True, help="Run kernels in the sandbox (bubblewrap).").tag(config=True)
+    process_limit = Integer(128, help="Processes and threads of one sandboxed kernel.").tag(config=True)
+    file_size_limit = Integer(256 * 1024**2, help="Bytes of the largest file a kernel writes.").tag(
+        config=True)
+    tmp_size = Integer(512 * 1024**2, help="Bytes of each of the kernel's private /tmp, /dev/shm and home "
+                                           "(in memory).").tag(config=True)
     # far above login users, systemd's dynamic users (61184-65519) and the usual subordinate id ranges
-    first_uid = Integer(1_700_000_000, config=True, help="First user id that sandboxed kernels run as.")
-    uid_count = Integer(64, config=True, help="How many user ids (so kernels at once) the sandbox may use.")
+    first_uid = Integer(1_700_000_000, help="First user id that sandboxed kernels run as.").tag(config=True)
+    uid_count = Integer(64, help="How many user ids (so kernels at once) the sandbox may use.").tag(
+        config=True)
+    student_files_only = Bool(False, help="Give the kernel no code file of its folder, the instructor's "
+                                          "included (set when the judge runs the tests outside the kernel).")
 
     _cell = None  # the running kernel's share of the machine, when sandboxed
     _deadline = None  # the timer of the notebook time limit
@@ -106,8 +118,8 @@ class GradingKernelManager(AsyncKernelManager):
                 raise RuntimeError(missing)
             self._cell = _SandboxCell.claim(self.first_uid, self.uid_count)
             self.transport = "ipc"
-            self.connection_file = str(self._cell.folder / "kernel.json")
-            self.ip = str(self._cell.folder / "kernel-ipc")
+            self.connection_file = str(self._cell.folder / "kernel.json")  # the grader's view
+            self.ip = str(self._cell.runtime / "kernel-ipc")
         else:
             self.log.warning("GRADING WITHOUT A SANDBOX: student code runs with your rights and sees all "
                              "your files (unset %s to grade safely)", NO_SANDBOX_VARIABLE)
@@ -120,8 +132,12 @@ class GradingKernelManager(AsyncKernelManager):
 
     def write_connection_file(self, **kwargs):
         super().write_connection_file(**kwargs)
-        if self._cell:
-            self._cell.give(self.connection_file)  # the kernel, as its own user, must read it
+        if self._cell:  # the kernel's view: the same sockets, seen from inside the sandbox
+            info = {**self.get_connection_info(), "ip": str(RUNTIME / "kernel-ipc")}
+            info["key"] = info["key"].decode() if isinstance(info["key"], bytes) else info["key"]
+            inside = self._cell.runtime / self._cell.connection_name
+            inside.write_text(json.dumps(info))
+            self._cell.give(inside)
 
     def format_kernel_cmd(self, extra_arguments=None):
         command = super().format_kernel_cmd(extra_arguments)
@@ -132,8 +148,11 @@ class GradingKernelManager(AsyncKernelManager):
                    f"--fsize={self.file_size_limit}", "--core=0"]
         work = Path(self._launch_args.get("cwd") or os.getcwd()).resolve()
         # the whole sandbox's memory (tmpfs files included) and processes, where cgroups allow it
-        joining = self._cell.cgroups(self.memory_limit + 2 * self.tmp_size, self.process_limit)
-        sandbox = self._cell.bubblewrap(work, self.tmp_size, self.instructor_folder(work))
+        joining = self._cell.cgroups(self.memory_limit + 3 * self.tmp_size, self.process_limit)
+        sandbox = self._cell.bubblewrap(work, self.tmp_size, self.instructor_folder(work),
+                                        instructor_code=not self.student_files_only)
+        command = [str(RUNTIME / self._cell.connection_name) if part == self.connection_file else part
+                   for part in command]
         if self._cell.left_out:
             files = ", ".join(self._cell.left_out[:5])
             self.log.warning("code files kept out of the grading kernel (not the instructor's): %s", files)
@@ -198,12 +217,17 @@ class GradingKernelManager(AsyncKernelManager):
 
 class _SandboxCell:
     """One running kernel's share of the machine: a user id, held with a lock while the kernel runs, and
-    a private folder (connection file, ipc sockets, home, copy of the working directory)."""
+    a private folder: the grader's connection file, the read-only copy of the notebook's folder (work/)
+    and the kernel's runtime folder (runtime/: its connection file and sockets)."""
+
+    connection_name = "kernel.json"  # the kernel's view of its connection, in its runtime folder
 
     def __init__(self, uid, lock, folder):
         self.uid, self._lock, self.folder = uid, lock, folder
+        self.runtime = folder / "runtime"
         self.left_out = []  # code files of the working folder that the kernel does not get
         self._cgroups = []
+        self._mounted = False
 
     @classmethod
     def claim(cls, first_uid, count):
@@ -218,15 +242,14 @@ class _SandboxCell:
             except BlockingIOError:
                 lock.close()
                 continue
-            # in memory, where the sandbox's cgroup counts what the kernel writes (its home)
             memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
             folder = Path(tempfile.mkdtemp(prefix="lesson24-kernel-", dir=memory))
+            folder.chmod(0o755)
             cell = cls(uid, lock, folder)
             cell.kill_processes()  # none should be left from an earlier kernel; make sure
-            (folder / "home").mkdir()
-            _copy_matplotlib_cache(folder / "home")
-            for path in (folder, *(folder / "home").rglob("*"), folder / "home"):
-                cell.give(path)
+            cell.runtime.mkdir(mode=0o700)
+            cell._mounted = as_root and _mount_tmpfs(cell.runtime, uid)
+            cell.give(cell.runtime)
             return cell
         raise RuntimeError(f"all {count} sandbox user ids are in use by running kernels")
 
@@ -235,18 +258,21 @@ class _SandboxCell:
         if os.geteuid() == 0:
             os.chown(path, self.uid, self.uid, follow_symlinks=False)
 
-    def bubblewrap(self, work, tmp_size, instructor=None):
+    def bubblewrap(self, work, tmp_size, instructor=None, instructor_code=True):
         """bwrap's options: the sandbox's file system, namespaces and environment. `work` is the notebook's
-        folder; of its code files, only those of the `instructor` folder of its assignment are kept."""
+        folder; of its code files, only those of the `instructor` folder of its assignment are kept (none
+        without `instructor_code`); the others are the student's, left out."""
         copy = self.folder / "work"
         # a student's code files could replace modules the notebook imports (numpy.py): only the
         # instructor's (nbgrader copies source/<assignment>/ into autograded/<student>/<assignment>/)
         # a student's links, devices and the like are left out, never followed; the instructor's own
         # folder (nbgrader validate of a source notebook) is trusted: its links (checks.py) are followed
         files, _ = read_tree(work, follow_links=instructor is not None and work == instructor.resolve())
-        kept = {name: data for name, data in files.items() if Path(name).suffix not in CODE_SUFFIXES
-                or (instructor and (instructor / name).is_file())}
-        self.left_out = sorted(set(files) - set(kept))
+        theirs = {name for name in files if Path(name).suffix in CODE_SUFFIXES
+                  and not (instructor and (instructor / name).is_file())}
+        kept = {name: data for name, data in files.items()
+                if Path(name).suffix not in CODE_SUFFIXES or (instructor_code and name not in theirs)}
+        self.left_out = sorted(theirs)
         copy.mkdir(mode=0o755)
         write_tree(copy, kept, mode=0o644)  # readable by the kernel's user
         for folder in (copy, *(path for path in copy.rglob("*") if path.is_dir())):
@@ -254,6 +280,7 @@ class _SandboxCell:
         environment = [arg for name in KERNEL_ENVIRONMENT if name in os.environ
                        for arg in ("--setenv", name, os.environ[name])]
         prefixes = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix} - {"/usr"})
+        notebook = HOME / work.name
         return [
             "bwrap", "--die-with-parent", "--new-session",
             "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
@@ -264,11 +291,15 @@ class _SandboxCell:
             "--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/tmp",
             "--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/dev/shm",
             *_mount("--ro-bind", *[(prefix, prefix) for prefix in prefixes]),
-            *_mount("--bind", (self.folder, self.folder)),
-            *_mount("--ro-bind", (copy, work)), "--chdir", str(work),
+            # an ordinary home, private and capped: its folders writable by the kernel's user
+            "--perms", "1777", "--size", str(tmp_size), "--tmpfs", str(HOME),
+            *[arg for folder in HOME_FOLDERS for arg in ("--perms", "0777", "--dir", str(HOME / folder))],
+            *[arg for font_list in _matplotlib_font_lists()
+              for arg in ("--ro-bind", str(font_list), str(HOME / ".cache/matplotlib" / font_list.name))],
+            "--bind", str(self.runtime), str(RUNTIME),
+            "--ro-bind", str(copy), str(notebook), "--chdir", str(notebook),
             "--clearenv", *environment,
-            "--setenv", "HOME", str(self.folder / "home"), "--setenv", "USER", "student",
-            "--setenv", "MPLBACKEND", "Agg",
+            "--setenv", "HOME", str(HOME), "--setenv", "USER", "student", "--setenv", "MPLBACKEND", "Agg",
         ]
 
     def cgroups(self, memory, processes):
@@ -333,6 +364,8 @@ class _SandboxCell:
                         break
                     except OSError:
                         time.sleep(0.02)
+            if self._mounted:
+                subprocess.run(["umount", "--lazy", str(self.runtime)], check=False)
             try:
                 shutil.rmtree(self.folder)
             except Exception:  # e.g. a folder tree too deep for rmtree's recursion
@@ -367,15 +400,20 @@ def _private_folder(folder):
     return folder
 
 
-def _copy_matplotlib_cache(home):
-    """Give the kernel matplotlib's font list: a fresh home would rebuild it, a few seconds each time."""
+def _mount_tmpfs(folder, uid, size=1024**2, files=64):
+    """Mount a tmpfs of its own at `folder` for the kernel's user (as root): its sockets and connection
+    file need a few files; a kernel that fills it fills nothing else. False where mounting is refused."""
+    options = f"size={size},nr_inodes={files},mode=0700,uid={uid},gid={uid}"
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
+                          check=False)
+    return done.returncode == 0
+
+
+def _matplotlib_font_lists():
+    """matplotlib's font lists of this machine: a fresh home would rebuild them, a few seconds each time."""
     try:
         import matplotlib
 
-        cache = Path(matplotlib.get_cachedir())
+        return sorted(Path(matplotlib.get_cachedir()).glob("fontlist-*.json"))
     except Exception:  # no matplotlib, or no cache: the kernel builds its own
-        return
-    for font_list in cache.glob("fontlist-*.json"):
-        target = home / ".cache" / "matplotlib"
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(font_list, target / font_list.name)
+        return []

@@ -2,152 +2,69 @@
 installs them, so `nbgrader autograde` and `course grade` both use them).
 
 nbgrader judges a test cell by its outputs alone: a test cell without an error output earns its points.
-So a test cell that never ran (a `skip-execution` tag, a kernel that died) would earn them, and so would
-one whose error the student's code hid (a custom exception handler, an input transformer, patched numpy
-or test helpers). Here a test cell keeps its points only if it ran to its end untampered:
+Here those outputs are written by trusted code only:
 - RestoreInstructorCells is nbgrader's OverwriteCells (graded and read-only cells get the instructor's
   source back) that also gives every cell of the instructor's notebook its metadata back (tags included),
   so a tag a student added to a test cell has no effect, and tells the restoring of hidden tests (silent)
   from a student's edit of a test (reported once, in words);
-- GradingExecute runs the notebook (in the sandboxed kernel, see coursetools.kernel) and
-  - after each test cell runs a canary: known-wrong checks that must fail, ending in an error with a
-    secret made for this run. A canary that shows no error, another error or a check that passed means
-    that the student's code changed how tests are judged: that test cell and every later one score
-    zero. A test cell whose canary did not run (the kernel died in it) scores zero;
-  - scans the student's code for what no notebook of this course needs; code that can change how
-    tests are judged also gives zero to every later test cell, for a TA to decide (no in-kernel check
-    can rule such code out);
-  - cuts output beyond `output_limit` characters per cell (a flood would fill the grader's memory);
-  and records what it found in the notebook's metadata (coursetools.findings), flags the submission
-  in the gradebook when a finding needs a TA, and logs it. Zeroed cells keep their outputs, after a
-  "NotGraded" error that says why, for the TA.
+- JudgedExecute runs the notebook: the student's cells in the sandboxed kernel (coursetools.grading.kernel),
+  the test cells in the judge, outside it (coursetools.grading.judge), in notebook order. A test cell that
+  the judge did not run (the kernel died, the notebook ran past its time limit) gets an error and scores
+  zero. It cuts kernel output beyond `output_limit` characters per cell (a flood would fill the grader's
+  memory), notes for TAs what in the student's code no notebook of this course needs (it changes no
+  score), and records what it found in the notebook's metadata (coursetools.findings), flags the submission
+  in the gradebook when a finding needs a TA, and logs it;
 - refuse_links (nbgrader's pre-convert hook) moves links and special files out of a submission before
   nbgrader copies it, so nbgrader, running as root, never follows a link that a student made.
 """
 
+import asyncio
 import os
 import re
 import secrets
 import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
+from jupyter_core.utils import run_sync
 from nbclient.exceptions import DeadKernelError
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute, OverwriteCells
-from traitlets import Integer
+from traitlets import Integer, Unicode
 
-from coursetools import findings, kernel
+from coursetools import findings
+from coursetools.course import grade_id
 from coursetools.findings import Finding
-from coursetools.release import published_sources
+from coursetools.grading import kernel
+from coursetools.grading.judge import Judge
+from coursetools.grading.release import published_sources
 
 QUARANTINE = "quarantine"  # where refused links of submissions are kept, beside submitted/
 _refused = {}  # (student, assignment) -> [Finding] of the links the pre-convert hook moved
 
-# Student code that a notebook of this course never needs: (pattern, what it suggests, whether it can
-# change how tests are judged). Matched in the cells a student can edit. Every match flags the submission
-# for a TA; a match that can change how tests are judged also gives zero to every test cell after it
-# (in-kernel checks cannot rule such code out; a TA can give the points back).
+# What a notebook of this course never needs, matched in the cells a student can edit: a note for TAs (an
+# attempt to read the course's files, reach the network or the grader, or bend the notebook's machinery).
+# It changes no score: tests run in the judge, which no code in the kernel can reach.
 SUSPICIOUS_CODE = [
     (r"gradebook|\bsolutions?/|['\"/](source|release|autograded|submitted)['\"/]|\.\./|/etc/|/root\b",
-     "reads course or system files", False),
-    (r"\bos\.(walk|listdir|scandir|chdir)\b|\bglob\.", "explores the file system", False),
-    (r"\bos\._exit\b|\bsys\.exit\b|\bSystemExit\b|^\s*(exit|quit)\(", "ends the kernel", False),
+     "reads course or system files"),
+    (r"\bos\.(walk|listdir|scandir|chdir)\b|\bglob\.", "explores the file system"),
     (r"\bfork\(|subprocess|\bos\.(system|popen|exec\w*|spawn\w*|kill|setsid)\b|multiprocessing"
-     r"|\bpty\b", "starts or signals processes", False),
-    (r"\bsocket\b|urllib|requests\b|http\.client|ftplib|smtplib", "opens network connections", False),
-    (r"\bthreading\b|_thread\b|\bThread\(", "starts threads", True),
-    (r"\bctypes\b|\bcffi\b|\bmmap\b", "calls C code or maps memory", True),
-    (r"(?<![\w.])(In|Out|_ih|_oh)\s*[\[)]|history_manager|\b_i{1,3}\b", "reads the notebook's history",
-     True),
+     r"|\bpty\b", "starts or signals processes"),
+    (r"\bsocket\b|urllib|requests\b|http\.client|ftplib|smtplib", "opens network connections"),
+    (r"\bctypes\b|\bcffi\b|\bmmap\b", "calls C code or maps memory"),
+    (r"(?<![\w.])(In|Out|_ih|_oh)\s*[\[)]|history_manager", "reads the notebook's history"),
     (r"get_ipython|\bIPython\b|set_custom_exc|input_transformers|ast_transformers|events\.register",
-     "changes how the notebook runs", True),
-    (r"\b(exec|eval|compile|__import__|getattr|globals|locals|vars)\("
-     r"|\b(base64|pickle|marshal|codecs|zlib)\b", "runs code built at run time", True),
-    (r"\bsys\.(settrace|setprofile|addaudithook)|\bsignal\.", "traces or signals the interpreter", True),
-    (r"sys\.modules|__builtins__|\bbuiltins\b|importlib|_getframe|\binspect\b|f_locals|f_back|__globals__"
-     r"|\bsetattr\(|\bdelattr\(|\.__\w+__\s*=[^=]", "rewrites Python internals", True),
-    (r"\b(np|numpy|pd|pandas|checks|sklearn)\.[\w.]+\s*=[^=]", "replaces a library function", True),
-    (r"^\s*(def\s+(call|as_numbers|expect_\w+)\b|(call|as_numbers|expect_\w+)\s*=[^=])",
-     "replaces a test helper", True),
-    (r"__(eq|ne|array|array_ufunc|array_function|float|bool|len)__", "defines comparisons or conversions",
-     True),
+     "changes how the notebook runs"),
+    (r"\bsys\.(settrace|setprofile|addaudithook)|_getframe|\binspect\b|f_locals|f_back",
+     "traces or inspects the interpreter"),
+    (r"NBGRADER|coursetools|\bshim\b", "looks for the grader"),
 ]
-_SUSPICIOUS = [(re.compile(pattern, re.MULTILINE), what, tampers)
-               for pattern, what, tampers in SUSPICIOUS_CODE]
-
-# Known-wrong checks: with the notebook's own test helpers and numpy, each must raise AssertionError.
-# The canary runs them through the global names the test cells use, so replacing those is seen too.
-_CANARY = '''\
-def _canary_{secret}():
-    namespace = globals()
-    import numpy
-    import pandas
-    np = namespace.get("np", numpy)
-    frame = pandas.DataFrame({{"a": [1.0, 2.0]}})
-
-    def numpy_isclose():
-        assert np.all(np.isclose([1.0, 2.0], [1.0, 2.5]))
-
-    def numpy_allclose():
-        assert np.allclose([1.0], [2.0])
-
-    def numpy_array_equal():
-        assert np.array_equal([1, 2], [1, 3])
-
-    def numpy_equality():
-        assert (np.asarray([1.0, 2.0]) == np.asarray([1.0, 3.0])).all()
-
-    def numpy_testing():
-        np.testing.assert_allclose([1.0], [2.0])
-
-    def plain_assert():
-        assert 1 == 2
-
-    def mutate(values):
-        values[0] = 5
-
-    def fails():
-        raise ValueError("wrong")
-
-    trials = [numpy_isclose, numpy_allclose, numpy_array_equal, numpy_equality, numpy_testing, plain_assert]
-    helpers = {{
-        "expect_close": ("canary", [1.0, 2.0], [1.0, 2.5]),
-        "expect_equal": ("canary", [1, 2], [1, 3]),
-        "expect_shape": ("canary", numpy.zeros(3), (4,)),
-        "expect_type": ("canary", 1.0, str),
-        "expect_columns": ("canary", frame, ["b"]),
-        "expect_frame": ("canary", frame, frame + 1),
-        "as_numbers": ("canary", object()),
-        "expect_inputs_unchanged": (mutate, numpy.zeros(2)),
-        "call": (fails,),
-    }}
-    for name, arguments in helpers.items():
-        if name in namespace:
-            trials.append(lambda helper=namespace[name], arguments=arguments: helper(*arguments))
-    held = 0
-    for trial in trials:
-        try:
-            trial()
-        except AssertionError:
-            held += 1
-        except Exception:
-            pass
-    return "canary {secret}: %d of %d" % (held, len(trials))
-
-
-raise AssertionError(globals().pop("_canary_{secret}")())
-'''
-_CANARY_ANSWER = re.compile(r"canary (?P<secret>\w+): (?P<held>\d+) of (?P<total>\d+)")
-_MINIMUM_TRIALS = 6  # the numpy and plain checks; the test helpers add the ones the notebook imports
-
-
-def grade_id(cell):
-    """The cell's nbgrader id (graded, answer and read-only cells have one), or None."""
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
+_SUSPICIOUS = [(re.compile(pattern, re.MULTILINE), what) for pattern, what in SUSPICIOUS_CODE]
 
 
 def is_test_cell(cell):
@@ -257,21 +174,29 @@ class RestoreInstructorCells(OverwriteCells):
                 student="Tags that you added to test cells were removed before grading: every test ran."))
 
 
-class GradingExecute(Execute):
-    """nbgrader's Execute, with canaries, zero points for cells that did not run, an output limit and
-    a scan for suspicious code; what it finds is recorded as findings in the notebook."""
+class JudgedExecute(Execute):
+    """nbgrader's Execute, with the test cells run by the judge outside the student's kernel; test cells
+    that did not run score zero; kernel output is capped; what it finds is recorded as findings."""
 
-    output_limit = Integer(
-        1_000_000, config=True,
-        help="Characters of output one cell may send; the rest is cut (ten times this for the notebook).",
-    )
+    output_limit = Integer(1_000_000, help="Characters of output one cell may send; the rest is cut (ten "
+                                           "times this for the notebook).").tag(config=True)
+    answer_limit = Integer(64 * 2**20, help="Bytes of one answer from the kernel.").tag(config=True)
+    transcript = Unicode("", help="A file to which the judge appends everything it sends to students' "
+                                  "kernels (for tests and audits); none when empty.").tag(config=True)
     store_widget_state = False  # widget messages are not output, and nothing would bound them
 
     def preprocess(self, nb, resources, km=None):
-        found, tampering = suspicious_code(nb)
-        secret = secrets.token_hex(8)
-        nb.cells = with_canaries(nb.cells, secret)
+        began = time.perf_counter()
+        found = suspicious_code(nb)
+        info = resources["nbgrader"]
+        coursedir = CourseDirectory(config=self.config)
+        folder = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
+        source = nbformat.read(folder / f"{info['notebook']}.ipynb", as_version=4)
+        self.judge = Judge(source, folder / "checks.py", timeout=self.timeout or 60,
+                           max_bytes=self.answer_limit, transcript=self.transcript or None)
         self._printed, self._cut, self._kernel_id, self._kernel = {}, set(), None, None
+        self._judged = set()
+        self._judge_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
         stopped = ""
         try:
             nb, resources = super().preprocess(nb, resources, km)
@@ -287,33 +212,78 @@ class GradingExecute(Execute):
                 found.append(Finding("kernel-died", stopped, student=(
                     "Python stopped while your notebook ran (a crash, exit() or too much memory): the tests "
                     "after that point score zero.")))
+        finally:
+            self._judge_thread.submit(self.judge.close).result()
+            self._judge_thread.shutdown()
+        for index, cell in enumerate(nb.cells):  # nbgrader gives a test cell without an error its points
+            if is_test_cell(cell) and index not in self._judged:
+                cell.outputs = [failed_output(f"this test did not run: {stopped or 'the notebook stopped'}")]
         found += kernel.found.pop(self._kernel_id, [])
-        errors = {output.get("ename") for cell in nb.cells for output in cell.get("outputs", [])}
-        if "MemoryError" in errors:
-            found.append(Finding(
-                "out-of-memory", f"{resources['nbgrader']['notebook']}.ipynb ran out of memory (MemoryError "
-                "at the kernel's memory limit)",
-                student="A cell ran out of memory (MemoryError): grading kernels have a limit of "
-                        f"{self._kernel.memory_limit / 2**30:g} GiB."))
         if self._cut:
             found.append(Finding(
                 "output-cut", f"printed more than {self.output_limit} characters in a cell: the rest was cut",
                 student=f"A cell printed more than {self.output_limit:,} characters: the rest of its output "
                         "was cut."))
-        found += judge_canaries(nb, secret, stopped or "the notebook stopped")
-        if tampering is not None:
-            found.append(distrust_after(nb, tampering, "code above can change how tests are judged"))
+        errors = {output.get("ename") for cell in nb.cells for output in cell.get("outputs", [])}
+        if "MemoryError" in errors:
+            found.append(Finding(
+                "out-of-memory", f"{info['notebook']}.ipynb ran out of memory (MemoryError at the kernel's "
+                "memory limit)",
+                student="A cell ran out of memory (MemoryError): grading kernels have a limit of "
+                        f"{self._kernel.memory_limit / 2**30:g} GiB."))
         for finding in found:
             findings.add(nb, finding)
+        calls, overhead = self.judge.call_seconds, sorted(self.judge.overhead_seconds) or [0.0]
+        self.log.info("%s/%s: %d calls to the student's kernel, %.2f s in all; beyond the student's "
+                      "functions a call cost median %.1f ms, worst %.1f ms, %.3f s in all",
+                      info["student"], info["assignment"], len(calls), sum(calls),
+                      1000 * overhead[len(overhead) // 2], 1000 * overhead[-1], sum(overhead))
         reason = findings.reason(findings.read(nb))
         if reason:
             self._flag(resources, reason)
+        self.log.debug("judged %s in %.2f s", info["notebook"], time.perf_counter() - began)
         return nb, resources
 
-    def preprocess_cell(self, cell, resources, index):
-        if self._kernel is None:  # the manager of this notebook's kernel (nbclient forgets it at the end)
-            self._kernel, self._kernel_id = self.km, self.km.kernel_id
-        return super().preprocess_cell(cell, resources, index)
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        km.student_files_only = True  # the kernel gets no code file of the course: tests run in the judge
+        return km
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        self._kernel, self._kernel_id = self.km, self.km.kernel_id
+        started = time.perf_counter()
+        await self._in_judge(self.judge.connect, self.km)
+        self.log.debug("judge: connected, %.2f s", time.perf_counter() - started)
+        return kc
+
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)  # nbclient's sync name, bound anew
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        started = time.perf_counter()
+        if is_test_cell(cell):
+            cell.outputs = await self._in_judge(self.judge.run_test_cell, grade_id(cell))
+            self._judged.add(cell_index)
+            self.log.debug("judge: test cell %s, %.2f s", grade_id(cell), time.perf_counter() - started)
+            return cell
+        cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        self.log.debug("kernel: cell %s, %.2f s", grade_id(cell) or cell_index, time.perf_counter() - started)
+        instructors = cell.cell_type == "code" and grade_id(cell) and not utils.is_solution(cell)
+        if instructors and self.judge.runs_here(cell):
+            started = time.perf_counter()
+            error = await self._in_judge(self.judge.run_instructor_cell, grade_id(cell))
+            if error is not None:
+                self.log.warning("the judge could not run cell %s: %r", grade_id(cell), error)
+            self.log.debug("judge: cell %s, %.2f s", grade_id(cell), time.perf_counter() - started)
+        return cell
+
+    execute_cell = run_sync(async_execute_cell)  # nbclient's sync name, bound anew
+
+    async def _in_judge(self, function, *args):
+        """Run the judge's work in its own thread (its kernel client's sockets stay in that thread), with
+        nbclient's event loop free meanwhile, and in a fresh context: jupyter_core keeps its event loop in
+        a context variable, which asyncio.to_thread would carry over."""
+        return await asyncio.get_running_loop().run_in_executor(self._judge_thread, function, *args)
 
     def output(self, outs, msg, display_id, cell_index):
         # every kind of output counts (streams, errors, display data, metadata), by its size as text
@@ -340,96 +310,18 @@ class GradingExecute(Execute):
 
 
 def suspicious_code(nb):
-    """What the student's code does that no notebook of this course needs (once per kind), and the id
-    of the first cell whose code can change how tests are judged (or None)."""
-    found, tampering = [], None
+    """Notes for TAs: what the student's code does that no notebook of this course needs (once per kind)."""
+    found = []
     for cell in nb.cells:
         if not is_student_code(cell):
             continue
-        for pattern, what, tampers in _SUSPICIOUS:
+        for pattern, what in _SUSPICIOUS:
             match = pattern.search(cell.source)
-            if match:
-                tampering = tampering or (cell.get("id") if tampers else None)
-                if not any(what in finding.detail for finding in found):
-                    quoted = match.group(0).strip()[:40]
-                    found.append(Finding("suspicious-code", f"suspicious code: {what} ({quoted!r} in "
-                                                            f"{_name(cell)})"))
-    return found, tampering
-
-
-def distrust_after(nb, cell_id, why):
-    """Zero points for every test cell after the cell `cell_id`; return the finding to report."""
-    seen, name = False, cell_id
-    for cell in nb.cells:
-        if cell.get("id") == cell_id:
-            seen, name = True, _name(cell)
-        elif seen and is_test_cell(cell):
-            cell.outputs.insert(0, failed_output(f"not trusted: {why}; a TA decides"))
-    return Finding("tampering", f"the test cells after {name} score zero until a TA has read its code",
-                   student=f"The tests after {name} score zero until a TA has read your code: {why}.")
-
-
-def with_canaries(cells, secret):
-    """The cells, with a canary after each test cell (known by the secret of this run)."""
-    result = []
-    for cell in cells:
-        cell.metadata.pop("canary", None)  # a student's cell cannot pose as a canary
-        result.append(cell)
-        if is_test_cell(cell):
-            canary = nbformat.v4.new_code_cell(_CANARY.format(secret=secret))
-            canary.metadata["canary"] = {"secret": secret, "after": _name(cell)}
-            result.append(canary)
-    return result
-
-
-def judge_canaries(nb, secret, stopped):
-    """Remove the canaries, and keep the verdict of a test cell only where the canary after it ran and
-    failed as it must. Return the findings: why test cells could not be trusted, if a canary says so.
-
-    A test cell whose canary did not run did not finish (`stopped` says why). From the first canary that
-    did not fail as it must, that test cell and every later one score zero: the student's code changed
-    how tests are judged.
-    """
-    problem, kept = None, []
-    for cell in nb.cells:
-        canary = cell.metadata.get("canary")
-        if not (isinstance(canary, dict) and canary.get("secret") == secret):
-            if problem and is_test_cell(cell):
-                cell.outputs.insert(0, failed_output(f"not trusted: {problem}"))
-            kept.append(cell)
-            continue
-        tested = kept[-1]  # the test cell that this canary follows
-        if problem:
-            continue
-        if cell.get("execution_count") is None:
-            if not any(output.output_type == "error" for output in tested.outputs):
-                tested.outputs.append(failed_output(f"this test did not finish: {stopped}"))
-            continue
-        problem = _canary_problem(cell, secret)
-        if problem:
-            tested.outputs.insert(0, failed_output(f"not trusted: {problem}"))
-    nb.cells = kept
-    return [Finding("tampering", f"{problem}; those test cells score zero")] if problem else []
-
-
-def _canary_problem(cell, secret):
-    """Why the canary says that test cells can no longer be trusted, or None."""
-    tampered = f"tampering detected after test cell {cell.metadata['canary']['after']!r}: "
-    errors = [output for output in cell.outputs if output.output_type == "error"]
-    if not errors:
-        return tampered + "a check that must fail showed no error (errors are hidden or cells are skipped)"
-    ename = errors[-1].get("ename")
-    if ename in ("KeyboardInterrupt", "CellTimeoutError"):  # a late interrupt of a slow test cell
-        return (f"grading interrupted after test cell {cell.metadata['canary']['after']!r}: the check "
-                f"cell after it was stopped ({ename})")
-    answer = _CANARY_ANSWER.fullmatch(str(errors[-1].get("evalue", "")))
-    if not answer or answer["secret"] != secret or ename != "AssertionError":
-        return tampered + f"a check that must fail reported {ename} instead"
-    held, total = int(answer["held"]), int(answer["total"])
-    if held < total or total < _MINIMUM_TRIALS:
-        return tampered + (f"numpy or the test helpers were replaced ({total - held} known-wrong checks "
-                           "passed)")
-    return None
+            if match and not any(what in finding.detail for finding in found):
+                quoted = match.group(0).strip()[:40]
+                detail = f"suspicious code: {what} ({quoted!r} in {_name(cell)})"
+                found.append(Finding("suspicious-code", detail, needs_ta=False))
+    return found
 
 
 def _name(cell):

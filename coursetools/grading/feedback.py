@@ -1,16 +1,15 @@
 """Feedback that teaches without giving the hidden tests away, and speaks to the student only.
 
 Plain `nbgrader generate_feedback` renders the autograded notebook as it is: the source of every hidden
-test and the traceback lines that quote it reach every student (jupyter/nbgrader#917). nbgrader_config.py
-adds FeedbackForStudents to GenerateFeedback, so that every way of writing feedback uses it:
-- in a test cell that held hidden tests it removes the hidden region from the source and reduces each
-  error to its last line, "AssertionError: <what was expected and what came back>";
-- a student's code could print the hidden tests (the kernel's input history holds every cell it ran):
-  any output line that quotes a line of a hidden test is replaced;
+test reaches every student (jupyter/nbgrader#917). nbgrader_config.py adds FeedbackForStudents to
+GenerateFeedback, so that every way of writing feedback uses it:
+- in a test cell that held hidden tests it removes the hidden region from the source; a test cell's
+  outputs are the judge's own (coursetools.grading.judge): what the test printed and the check's message;
 - paths of the grading machine (the grading folder, the Python environment) are cut from every output;
 - what grading found about the submission is shown at the top, in the words meant for the student
   (coursetools.findings), and the TAs' note in formgrader's comment box is not shown.
-Points and pass/fail are nbgrader's own. TAs keep the full detail in autograded/ and in formgrader.
+The student's kernel never held a hidden test, so nothing it printed can quote one. Points and pass/fail
+are nbgrader's own. TAs keep the full detail in autograded/ and in formgrader.
 
 `notice_page` is the feedback of a submission that could not be graded at all (no notebook of the right
 name, or one that cannot be read): a page that says why it scored zero.
@@ -23,9 +22,7 @@ import nbformat
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 
 from coursetools import findings
-from coursetools.autograde import is_test_cell
-
-QUOTED = "[a line of a hidden test was here]"
+from coursetools.grading.autograde import is_test_cell
 
 # absolute paths of the grading machine, up to the part that tells the student something
 _GRADER_PATHS = [
@@ -43,18 +40,12 @@ def without_grader_paths(text):
 
 
 class FeedbackForStudents(ClearHiddenTests):
-    """Remove hidden-test source, the tracebacks and output lines that quote it, and grader paths; show
-    the student's grading notes; hide TA notes."""
+    """Remove hidden-test source and grader paths; show the student's grading notes; hide TA notes."""
 
     # the exporter configures this on every preprocessor of the feedback; declared as GetGrades does
     display_data_priority = GetGrades.display_data_priority
 
     def preprocess(self, nb, resources):
-        hidden = set()
-        for cell in nb.cells:
-            if is_test_cell(cell):
-                hidden |= set(self._hidden_lines(cell.source))
-        self._hidden = sorted(hidden, key=len, reverse=True)
         nb, resources = super().preprocess(nb, resources)
         notes = [finding.student for finding in findings.read(nb) if finding.student]
         findings.clear(nb)  # the TAs' words stay in autograded/
@@ -62,47 +53,24 @@ class FeedbackForStudents(ClearHiddenTests):
             nb.cells.insert(0, nbformat.v4.new_markdown_cell(notes_markdown(notes)))
         return nb, resources
 
-    def _hidden_lines(self, source):
-        """The lines of a cell's hidden region that say something (not blank lines or lone brackets)."""
-        inside = False
-        for line in source.splitlines():
-            if self.begin_test_delimeter in line:
-                inside = True
-            elif self.end_test_delimeter in line:
-                inside = False
-            elif inside and len(re.findall(r"\w", line)) >= 4:
-                yield line.strip()
-
     def preprocess_cell(self, cell, resources, cell_index):
         # only test cells hold hidden tests: a marker a student typed elsewhere is plain text
-        if is_test_cell(cell) and self._remove_hidden_test_region(cell):
-            for output in cell.outputs:
-                if output.output_type == "error":
-                    output.traceback = [f"{output.ename}: {output.evalue}"]
+        if is_test_cell(cell):
+            self._remove_hidden_test_region(cell)
         for output in cell.get("outputs", []):
-            self._scrub(output)
+            if output.output_type == "stream":
+                output.text = without_grader_paths(output.text)
+            elif output.output_type == "error":
+                output.evalue = without_grader_paths(output.evalue)
+                output.traceback = [without_grader_paths(line) for line in output.traceback]
+            else:
+                for kind, value in output.get("data", {}).items():
+                    if isinstance(value, str) and kind.startswith("text/"):
+                        output.data[kind] = without_grader_paths(value)
         comment = cell.metadata.get("nbgrader", {}).get("comment")
         if comment and comment.startswith(findings.TA_NOTE_PREFIX):
             cell.metadata.nbgrader["comment"] = None  # for TAs, in formgrader
         return cell, resources
-
-    def _scrub(self, output):
-        if output.output_type == "stream":
-            output.text = self._clean(output.text)
-        elif output.output_type == "error":
-            output.evalue = self._clean(output.evalue)
-            output.traceback = [self._clean(line) for line in output.traceback]
-        else:
-            for kind, value in output.get("data", {}).items():
-                if isinstance(value, str) and kind.startswith("text/"):
-                    output.data[kind] = self._clean(value)
-
-    def _clean(self, text):
-        text = without_grader_paths(text)
-        if not self._hidden or not any(line in text for line in self._hidden):
-            return text
-        return "\n".join(QUOTED if any(line in part for line in self._hidden) else part
-                         for part in text.split("\n"))
 
 
 def notes_markdown(notes):

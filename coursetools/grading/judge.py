@@ -1,0 +1,431 @@
+"""The judge: runs the test cells of a notebook outside the student's kernel, in trusted code.
+
+At grading time the student's kernel (in the sandbox) runs the student's notebook without its test cells.
+The judge runs, in this process, the instructor's own cells from source/ (never the copies in the
+submission): the read-only setup and data cells, and the test cells, in notebook order. Every name that
+the instructor's solution cells define is, in the judge, a StudentFunction: calling it sends the call to
+the student's kernel, where the shim (coursetools/student/shim.py) carries it out on the student's
+function and sends back plain data (coursetools/student/wire.py) that the judge reads without pickle or
+eval, with a size and a time limit. So a test, a reference function or an expected value never enters
+the kernel, and what the kernel runs cannot reach a verdict: it can only answer, or fail to.
+
+What a call needs that is not data goes to the kernel as instructor source (`checks.built`) or as the
+name of an object that a read-only cell defined there too. A `@checks.reference` function's results are
+remembered across the submissions graded by this process (keyed by a digest of its code and inputs).
+The judge writes each test cell's outputs: what the test printed, and on failure an error whose text is
+the check's message (no test source, no grader path); nbgrader scores them as always.
+"""
+
+import ast
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import marshal
+import secrets
+import sys
+import time
+import types
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+
+import nbformat
+from jupyter_client.blocking.client import BlockingKernelClient
+from nbgrader import utils
+
+from coursetools.course import grade_id
+from coursetools.student import shim, wire
+
+STUDENT_SIDE = [wire, shim]  # modules whose source runs in the student's kernel, in this order
+REMEMBERED = 512  # reference results kept per process
+_references = OrderedDict()  # digest -> result, across the submissions this process grades
+_prefixes = {}  # digest of a notebook's first instructor cells -> (namespace they made, shared names)
+_checks = {}  # digest of its source -> the course's checks module
+
+
+class KernelGone(Exception):
+    """The student's kernel died, or stopped answering: no later call can be answered."""
+
+
+class Kernel:
+    """The judge's own line to the student's kernel: one request at a time, each with a time limit. Code
+    (the shim's installation) goes as an execute request; calls go as messages of a Jupyter comm that the
+    shim opens, which skip the kernel's cell machinery (about 3 ms a call instead of 9)."""
+
+    def __init__(self, km, timeout, max_bytes, transcript=None):
+        self.timeout, self.max_bytes, self._km, self._transcript = timeout, max_bytes, km, transcript
+        self.client = BlockingKernelClient()
+        self.client.load_connection_info(km.get_connection_info())  # a session of its own: each client
+        # checks the signatures it has seen, so two clients sharing one session would drop each other's
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=timeout)  # iopub subscribed: no answer is missed
+        self.gone = ""  # why the kernel can answer no more
+        self._comm = None
+
+    def run(self, code):
+        """Run `code` in the kernel; raise if it fails."""
+        self._note(code)
+        msg_id = self.client.execute(code, silent=False, store_history=False, allow_stdin=False,
+                                     stop_on_error=False)
+        answer = self._wait(msg_id, self.timeout)
+        if answer is not None:
+            raise RuntimeError(f"the kernel did not run the judge's code: {answer}")
+
+    def open(self, target):
+        """Open the comm to the shim's target; calls go through it."""
+        self._comm = secrets.token_hex(16)
+        content = {"comm_id": self._comm, "target_name": target, "data": {}}
+        message = self.client.session.msg("comm_open", content)
+        self.client.shell_channel.send(message)
+        self._wait(message["header"]["msg_id"], self.timeout)
+
+    def ask(self, request):
+        """Send one request (a JSON text) to the shim; return its answer (a JSON text)."""
+        self._note(request)
+        message = self.client.session.msg("comm_msg", {"comm_id": self._comm, "data": {"request": request}})
+        self.client.shell_channel.send(message)
+        answer = self._wait(message["header"]["msg_id"], self.timeout)
+        return answer if isinstance(answer, str) else json.dumps({"error": {"kind": "silent"}})
+
+    def _note(self, text):
+        if self.gone:
+            raise KernelGone(self.gone)
+        if self._transcript:
+            with open(self._transcript, "a") as transcript:
+                transcript.write(f"{text}\n")
+
+    def _wait(self, msg_id, timeout):
+        """Wait until the kernel is done with the message `msg_id`; return the shim's answer to it, the
+        text of an error it raised, or None."""
+        deadline = time.monotonic() + timeout
+        answer = None
+        while True:
+            if time.monotonic() > deadline:
+                self._interrupt(msg_id)
+                raise TimeoutError(f"did not answer within {timeout:g} s")
+            try:
+                message = self.client.get_iopub_msg(timeout=0.2)
+            except Exception:  # queue.Empty: nothing yet
+                if not self._alive():
+                    self.gone = "the kernel died (a crash, os._exit, exit() or memory)"
+                    raise KernelGone(self.gone) from None
+                continue
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = message["msg_type"], message["content"]
+            if kind == "comm_msg" and content.get("comm_id") == self._comm:
+                answer = content.get("data", {}).get("answer")
+                if not isinstance(answer, str) or len(answer) > self.max_bytes:
+                    raise ValueError(f"answered something else than at most {self.max_bytes:,} bytes of text")
+            elif kind == "error":
+                answer = f"{content.get('ename', '')}: {content.get('evalue', '')}"
+            elif kind == "status" and content.get("execution_state") == "idle":
+                return answer
+
+    def _alive(self):
+        process = getattr(self._km.provisioner, "process", None)
+        return process is not None and process.poll() is None
+
+    def _interrupt(self, msg_id):
+        """Interrupt a call that ran past its time; a kernel that stays busy can answer no more."""
+        self.client.control_channel.send(self.client.session.msg("interrupt_request", {}))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                message = self.client.get_iopub_msg(timeout=0.2)
+            except Exception:
+                continue
+            if (message["parent_header"].get("msg_id") == msg_id and message["msg_type"] == "status"
+                    and message["content"].get("execution_state") == "idle"):
+                return
+        self.gone = "a call ran past the time limit and the kernel ignored the interrupt"
+
+    def close(self):
+        self.client.stop_channels()
+
+
+class StudentFunction:
+    """A name that the student's solution defines: in the judge, calling it calls the student's function
+    in the kernel (checks.call hands it its options)."""
+
+    def __init__(self, name, judge):
+        self.__name__, self._judge = name, judge
+
+    def __call__(self, *args, **kwargs):
+        return self.__call_in_kernel__(args, kwargs)
+
+    def __call_in_kernel__(self, args, kwargs, seed=0, allow_warnings=True, replace=None, inputs_after=False):
+        return self._judge.ask(self.__name__, args, kwargs, seed, allow_warnings, replace or {}, inputs_after)
+
+    def __repr__(self):
+        return f"<the student's {self.__name__}>"
+
+
+class Judge:
+    """Runs one notebook's instructor cells and test cells beside the student's kernel."""
+
+    def __init__(self, source_notebook, checks_path, timeout=60, max_bytes=64 * 2**20, transcript=None):
+        self.cells = {grade_id(cell): cell for cell in source_notebook.cells if grade_id(cell)}
+        self.student_names = solution_names(source_notebook)
+        # the instructor's cells that come before the first test and use no function of the student's:
+        # the same for every submission, so run once per process (the namespace they make is copied)
+        self.prefix = []
+        for cell in source_notebook.cells:
+            if utils.is_grade(cell):
+                break
+            instructors = cell.cell_type == "code" and grade_id(cell) and not utils.is_solution(cell)
+            if instructors and self.runs_here(cell):
+                self.prefix.append(grade_id(cell))
+        self.timeout, self.max_bytes, self.transcript = timeout, max_bytes, transcript
+        self.checks = _load_checks(checks_path)
+        # _load_checks keeps one module per content: its id stands for the helpers' source
+        self._prefix_key = hashlib.sha256("\0".join(
+            [str(id(self.checks)), *(self.cells[name].source for name in self.prefix)]).encode()).digest()
+        self.namespace = {"__name__": "__main__"}
+        self.namespace.update({name: StudentFunction(name, self) for name in self.student_names})
+        self.shared = {}  # name -> object, defined by read-only cells, so also present in the kernel
+        self.kernel = None
+        self.call_seconds = []  # what each call to the kernel took, the student's function included
+        self.overhead_seconds = []  # what each call cost beyond the student's function: what a proxy costs
+
+    def connect(self, km):
+        """Open the line to the kernel and install the shim there (before the notebook's first cell)."""
+        self.kernel = Kernel(km, self.timeout, self.max_bytes, self.transcript)
+        self.kernel.run(_bootstrap(sorted(name for name in vars(self.checks) if not name.startswith("_"))))
+        self.kernel.open(shim.TARGET)
+
+    def close(self):
+        if self.kernel:
+            self.kernel.close()
+
+    def runs_here(self, cell):
+        """Whether the judge also runs this read-only instructor cell: setup and data cells, not the ones
+        that use the student's functions (those are the student's to see run)."""
+        source = self.cells.get(grade_id(cell))
+        if source is None or source.cell_type != "code":
+            return False
+        if "skip-execution" in source.metadata.get("tags", []):
+            return False
+        return not (names_used(source.source) & set(self.student_names))
+
+    def run_instructor_cell(self, grade_id):
+        """Run a read-only instructor cell; what it defines is shared with the kernel, which ran it too."""
+        made = _prefixes.get(self._prefix_key)
+        if grade_id in self.prefix and made is not None:
+            if grade_id == self.prefix[0]:  # what the prefix made for an earlier submission, copied
+                namespace, shared = made
+                self.namespace.update({name: _fresh(value) for name, value in namespace.items()})
+                self.shared.update({name: self.namespace[name] for name in shared})
+            return None
+        before = dict(self.namespace)
+        _, error = self._run(self.cells[grade_id].source)
+        for name, value in self.namespace.items():
+            if before.get(name, _MISSING) is not value and not name.startswith("__"):
+                self.shared[name] = value
+        if self.prefix and grade_id == self.prefix[-1] and error is None:
+            student = set(self.student_names)
+            _prefixes[self._prefix_key] = (
+                {name: _fresh(value) for name, value in self.namespace.items() if name not in student},
+                set(self.shared))
+        return error
+
+    def run_test_cell(self, grade_id):
+        """Run the instructor's test cell; return its outputs as nbgrader scores them."""
+        printed, error = self._run(self.cells[grade_id].source)
+        outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)] if printed else []
+        if error is not None:
+            name, message = type(error).__name__, str(error)
+            outputs.append(nbformat.v4.new_output("error", ename=name, evalue=message,
+                                                  traceback=[f"{name}: {message}"]))
+        return outputs
+
+    def _run(self, source):
+        printed = io.StringIO()
+        self.checks.remember = remember
+        try:
+            with contextlib.redirect_stdout(printed), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the judge's own warnings are nobody's business
+                exec(compile(source, "<test cell>", "exec"), self.namespace)
+        except Exception as error:  # a failed check, or a call the kernel could not answer
+            return printed.getvalue(), error
+        finally:
+            self.checks.remember = None
+        return printed.getvalue(), None
+
+    def ask(self, name, args, kwargs, seed, allow_warnings, replace, inputs_after):
+        """Call the student's `name` in the kernel; return the result (and the inputs after the call), or
+        raise AssertionError with a message for the student."""
+        notes = {}
+        request = {
+            "function": name, "seed": seed, "allow_warnings": allow_warnings, "inputs_after": inputs_after,
+            "args": [self._argument(value, notes) for value in args],
+            "kwargs": {key: self._argument(value, notes) for key, value in kwargs.items()},
+            "replace": {key: self._argument(value, notes) for key, value in replace.items()},
+        }
+        started = time.perf_counter()
+        try:
+            answer = self.kernel.ask(json.dumps(request, allow_nan=True))
+        except KernelGone as gone:
+            raise AssertionError(f"{name} could not be called: {gone}") from None
+        except (TimeoutError, ValueError) as error:
+            raise AssertionError(f"{name} {error}") from None
+        finally:
+            self.call_seconds.append(time.perf_counter() - started)
+        response = _response(answer)
+        spent = response.get("seconds")  # the kernel's word: statistics only, never a verdict
+        if isinstance(spent, float) and 0 <= spent <= self.call_seconds[-1]:
+            self.overhead_seconds.append(self.call_seconds[-1] - spent)
+        if "error" in response:
+            raise AssertionError(_message(name, response["error"]))
+        try:
+            result = wire.decode(response["result"])
+            for key, found in response.get("notes", {}).items():
+                if key in notes:
+                    notes[key].extend(wire.decode(found))
+            after = [wire.decode(value) for value in response.get("inputs_after", [])]
+        except (ValueError, KeyError, TypeError) as error:
+            raise AssertionError(f"{name} answered something that is not data ({error})") from None
+        return (result, after) if inputs_after else result
+
+    def _argument(self, value, notes):
+        """How a value goes to the kernel: data, instructor source to build there, or a shared name."""
+        if isinstance(value, self.checks.Built):
+            values = {}
+            for key, item in value.values.items():
+                if isinstance(item, self.checks.Notes):
+                    notes[key] = item
+                    values[key] = {"$notes": key}
+                else:
+                    values[key] = wire.encode(item)
+            return {"$built": {"source": value.source, "values": values}}
+        for name, shared in self.shared.items():
+            if shared is value:
+                return {"$name": name}
+        try:
+            return wire.encode(value)
+        except wire.NotData as refused:
+            raise TypeError(f"cannot send {refused} to the student's kernel: pass data, an object that a "
+                            "read-only cell defines, or built(source)") from None
+
+
+def _response(answer):
+    try:
+        response = json.loads(answer)
+    except ValueError:
+        return {"error": {"kind": "silent"}}
+    return response if isinstance(response, dict) else {"error": {"kind": "silent"}}
+
+
+def _message(name, error):
+    """The student's message for what the kernel answered instead of a result (as checks.call says it)."""
+    kind = error.get("kind")
+    if kind == "missing":
+        return f"{name} is not defined in your notebook"
+    if kind == "not written":
+        return f"{name} is not written yet (it raises NotImplementedError)"
+    if kind == "warned":
+        return f"{name} warned {error.get('type')}: {error.get('message')}"
+    if kind == "raised":
+        return f"{name} raised {error.get('type')}: {error.get('message')}"
+    if kind == "refused":
+        return (f"{name} returned {error.get('message')}; expected numbers, arrays, DataFrames or Series (or "
+                "lists, tuples and dicts of them)")
+    if kind == "request":
+        return f"{name} could not be called: your notebook lacks what the test needs ({error.get('message')})"
+    return f"{name} did not answer (the code of your notebook got in the way of the call)"
+
+
+def remember(function, args, kwargs):
+    """A reference function's result, computed once per process for the same code and inputs."""
+    try:
+        key = _digest(function, args, kwargs)
+    except (wire.NotData, TypeError, ValueError):
+        return function(*args, **kwargs)  # inputs that are not data: nothing to key on
+    if key not in _references:
+        _references[key] = function(*args, **kwargs)
+        while len(_references) > REMEMBERED:
+            _references.popitem(last=False)
+    _references.move_to_end(key)
+    return copy.deepcopy(_references[key])
+
+
+def _digest(function, args, kwargs):
+    code = getattr(function, "__wrapped__", function).__code__
+    parts = [marshal.dumps(code), wire.dumps([_keyed(value) for value in args]),
+             wire.dumps({key: _keyed(value) for key, value in kwargs.items()})]
+    return hashlib.sha256(b"\0".join(part if isinstance(part, bytes) else part.encode()
+                                     for part in parts)).digest()
+
+
+def _keyed(value):
+    """A reference's input as data to key on: instructor code (built) by its source and values."""
+    if type(value).__name__ == "Built":
+        return ["built", value.source, {key: _keyed(item) for key, item in value.values.items()}]
+    return value
+
+
+def _bootstrap(helper_names):
+    """The code that installs the shim in the kernel: its modules, built from their source, under the
+    names they import each other by (the kernel cannot import this package)."""
+    modules = [(module.__name__, Path(module.__file__).read_text()) for module in STUDENT_SIDE]
+    return (
+        "import sys as _sys, types as _types\n"
+        "for _name in ('coursetools', 'coursetools.student'):\n"
+        "    _sys.modules.setdefault(_name, _types.ModuleType(_name))\n"
+        f"for _name, _source in {modules!r}:\n"
+        "    _module = _types.ModuleType(_name)\n"
+        "    _sys.modules[_name] = _module\n"
+        "    setattr(_sys.modules['coursetools.student'], _name.rpartition('.')[2], _module)\n"
+        "    exec(compile(_source, _name, 'exec'), _module.__dict__)\n"
+        "_sys.modules['coursetools'].student = _sys.modules['coursetools.student']\n"
+        f"_sys.modules['coursetools.student.shim'].install({helper_names!r})\n"
+        "del _sys, _types, _name, _source, _module\n"
+    )
+
+
+def _load_checks(path):
+    """The course's test helpers, as the test cells import them (`from checks import ...`): loaded once
+    per process and content (each submission of `course grade` has a scratch copy of its own), so that
+    what a prefix made and what a test makes share their classes (Built, Notes)."""
+    source = Path(path).read_bytes()
+    key = hashlib.sha256(source).hexdigest()
+    if key not in _checks:
+        module = types.ModuleType("checks")
+        module.__file__ = "checks.py"  # tracebacks name the file students know, not a scratch path
+        exec(compile(source, "checks.py", "exec"), module.__dict__)
+        _checks[key] = module
+    sys.modules["checks"] = _checks[key]
+    return _checks[key]
+
+
+def _fresh(value):
+    """A copy of a value of the judge's namespace that no test can change for the next submission;
+    modules, classes and functions as they are."""
+    if isinstance(value, (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType)):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # what cannot be copied is used as it is
+        return value
+
+
+def solution_names(notebook):
+    """Names that the instructor's solution cells define at their top level."""
+    names = []
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and utils.is_solution(cell):
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    names.append(node.name)
+                elif isinstance(node, ast.Assign):
+                    names += [target.id for target in node.targets if isinstance(target, ast.Name)]
+    return names
+
+
+def names_used(source):
+    return {node.id for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Name)}
+
+
+_MISSING = object()
