@@ -24,7 +24,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbgrader.api import Gradebook
 
-from coursetools.course import assignments, copy_course, find_root, nbgrader, notebook_path
+from coursetools.course import assignments, copy_course, find_root, gradebook_url, nbgrader, notebook_path
 from coursetools.examples import fill_answers, read_answers, submit
 
 # nbgrader as it ships: only what a course must say, and the cell time limit that this course uses
@@ -77,7 +77,7 @@ def plain_execution(root, handed_in):
 
 def points(root):
     """{(assignment, student): points} from the course's gradebook."""
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+    with Gradebook(gradebook_url(root)) as gradebook:
         return {(submission.assignment.name, submission.student.id): round(submission.score, 6)
                 for assignment in gradebook.assignments for submission in assignment.submissions}
 

@@ -2,9 +2,10 @@
 
 nbgrader grades one submission after another, and a submission that breaks it can leave that
 student's old scores in the gradebook. Here every submission is a job, graded by nbgrader's
-NbGraderAPI.autograde in a private scratch course (its own copy of the gradebook) by a worker
-process, locally or on a Dask cluster, which also writes the student's feedback. Jobs and results are
-plain data (file contents), so workers need no access to the course directory. The coordinator alone
+NbGraderAPI.autograde in a private scratch course by a worker process, locally or on a Dask cluster,
+which also writes the student's feedback. Jobs and results are plain data (file contents), so workers
+need no access to the course directory; a job's gradebook holds the assignment's definition alone,
+never the class's grades, so its size does not grow with the class. The coordinator alone
 writes the gradebook: it stores each autograded notebook and records its grades with nbgrader's own
 SaveAutoGrades and AssignLatePenalties, one submission at a time, so the gradebook ends as a serial
 `nbgrader autograde` would leave it.
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import nbformat
 from nbgrader import utils
-from nbgrader.api import Gradebook
+from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
@@ -40,6 +41,7 @@ from coursetools.findings import Finding
 from coursetools.grading.feedback import notice_page
 
 FLAGS_FILE = "grading_flags.csv"
+JOB_GRADEBOOK = "job_gradebook.db"  # in a worker's scratch course: the assignment's definition alone
 
 
 @dataclass
@@ -49,7 +51,7 @@ class Job:
     assignment: str
     student: str
     submission: dict  # relative path -> bytes, the student's files
-    course: dict  # relative path -> bytes: nbgrader_config.py, source/<assignment>/*, gradebook.db
+    course: dict  # relative path -> bytes: nbgrader_config.py, source/<assignment>/*, and JOB_GRADEBOOK
     findings: list = field(default_factory=list)  # found while reading the submission
 
 
@@ -109,7 +111,8 @@ def _stray(student, name, kind, detail):
 
 
 def make_jobs(root, assignments, submissions):
-    gradebook = (root / "gradebook.db").read_bytes()
+    config = load_config(root)
+    coursedir = CourseDirectory(config=config, root=str(root))
     course_files = {}
     instructor = {}
     for assignment in assignments:
@@ -118,7 +121,8 @@ def make_jobs(root, assignments, submissions):
         course_files[assignment] = {f"source/{assignment}/{name}": data
                                     for name, data in instructor[assignment].items()}
         course_files[assignment]["nbgrader_config.py"] = (root / "nbgrader_config.py").read_bytes()
-        course_files[assignment]["gradebook.db"] = gradebook
+        course_files[assignment][JOB_GRADEBOOK] = definition_gradebook(coursedir.db_url, coursedir.course_id,
+                                                                      assignment)
     jobs = []
     for assignment, student in submissions:
         submission, refused = read_tree(root / "submitted" / student / assignment)
@@ -133,6 +137,34 @@ def make_jobs(root, assignments, submissions):
     return jobs
 
 
+def definition_gradebook(db_url, course_id, assignment):
+    """The bytes of a new SQLite gradebook that holds `assignment`'s definition alone (its notebooks and
+    cells, as nbgrader generate_assignment recorded them), no student and no grade: what nbgrader's
+    autograde in a worker needs, a few kilobytes for a class of any size."""
+    with tempfile.TemporaryDirectory(prefix="job-gradebook-") as folder:
+        path = Path(folder) / JOB_GRADEBOOK
+        with Gradebook(db_url, course_id) as course, Gradebook(f"sqlite:///{path}", course_id) as job:
+            try:
+                defined = course.find_assignment(assignment)
+            except MissingEntry:  # never released: nbgrader's autograde will say so, for every job
+                return path.read_bytes()
+            job.add_assignment(assignment, duedate=defined.duedate)
+            for notebook in defined.notebooks:
+                job.add_notebook(notebook.name, assignment, kernelspec=notebook.kernelspec)
+                for cell in notebook.grade_cells:
+                    job.add_grade_cell(cell.name, notebook.name, assignment, max_score=cell.max_score,
+                                       cell_type=cell.cell_type)
+                for cell in notebook.task_cells:
+                    job.add_task_cell(cell.name, notebook.name, assignment, max_score=cell.max_score,
+                                      cell_type=cell.cell_type)
+                for cell in notebook.solution_cells:
+                    job.add_solution_cell(cell.name, notebook.name, assignment)
+                for cell in notebook.source_cells:
+                    job.add_source_cell(cell.name, notebook.name, assignment, cell_type=cell.cell_type,
+                                        locked=cell.locked, source=cell.source, checksum=cell.checksum)
+        return path.read_bytes()
+
+
 def grade_one(job):
     """Grade one submission with nbgrader in a scratch course and write its feedback; runs in a worker."""
     started = time.perf_counter()
@@ -145,7 +177,10 @@ def grade_one(job):
         expected = sorted(p.stem for p in (scratch / "source" / job.assignment).glob("*.ipynb"))
         unreadable = notebook_findings(expected, job.submission)
         found = list(job.findings) + unreadable + drop_duplicated_grade_cells(scratch, job)
-        api = NbGraderAPI(config=load_config(scratch))
+        config = load_config(scratch)
+        # the job's own gradebook, whatever db_url the course uses: a worker never opens the course's
+        config.CourseDirectory.db_url = f"sqlite:///{scratch / JOB_GRADEBOOK}"
+        api = NbGraderAPI(config=config)
         outcome = api.autograde(job.assignment, job.student, force=True, create=True)
         if not outcome["success"] and not unreadable:
             found.append(failure_finding(f"{outcome.get('error') or ''}\n{outcome.get('log') or ''}"))

@@ -11,8 +11,10 @@ import shutil
 import nbformat
 import pytest
 from conftest import CLASSES_GROUP, ROOT, course_command, grades, new_course
+from nbgrader.api import Gradebook
 
-from coursetools.course import nbgrader, notebook_path
+from coursetools.batch import JOB_GRADEBOOK, make_jobs
+from coursetools.course import gradebook_url, nbgrader, notebook_path
 from coursetools.examples import submit
 
 pytestmark = CLASSES_GROUP  # see conftest.py
@@ -256,6 +258,32 @@ def test_report_fits_a_1280_px_window_in_headless_chromium(graded, tmp_path):
         assert box and box["y"] + box["height"] <= 800, f"#{table} is not in the first screen: {box}"
     assert any("broken-json" in row and "not a readable notebook" in row for row in flagged)
     assert questions >= 8  # every test cell of linear_network
+
+
+def test_a_job_carries_the_assignment_not_the_class(graded, tmp_path):
+    """What a worker gets of the gradebook (also over the network, with Dask): the assignment's definition,
+    as the course's gradebook holds it, and no student and no grade; so a job does not grow with the class."""
+    parallel, _, _ = graded
+    [job] = make_jobs(parallel, ASSIGNMENTS, [("linear_network", "example-correct")])
+    assert set(job.course) == {JOB_GRADEBOOK, "nbgrader_config.py", "source/linear_network/checks.py",
+                               "source/linear_network/linear_network.ipynb"}
+    path = tmp_path / JOB_GRADEBOOK
+    path.write_bytes(job.course[JOB_GRADEBOOK])
+
+    def definition(gradebook):
+        return [(notebook.name, notebook.kernelspec,
+                 sorted((cell.name, cell.max_score, cell.cell_type) for cell in notebook.grade_cells),
+                 sorted((cell.name, cell.max_score, cell.cell_type) for cell in notebook.task_cells),
+                 sorted(cell.name for cell in notebook.solution_cells),
+                 sorted((cell.name, cell.cell_type, cell.locked, cell.source, cell.checksum)
+                        for cell in notebook.source_cells))
+                for notebook in gradebook.find_assignment("linear_network").notebooks]
+
+    with Gradebook(f"sqlite:///{path}") as job_gradebook, Gradebook(gradebook_url(parallel)) as course:
+        assert len(course.students) > 10 and course.find_assignment("linear_network").submissions
+        assert job_gradebook.students == []
+        assert job_gradebook.find_assignment("linear_network").submissions == []
+        assert definition(job_gradebook) == definition(course) and definition(course)[0][2]
 
 
 def test_dask_cluster_grades_like_serial_nbgrader(graded, course_template, tmp_path):
