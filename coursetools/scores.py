@@ -10,6 +10,7 @@ from nbgrader.api import (
     SubmittedAssignment,
     SubmittedNotebook,
 )
+from nbgrader.plugins import CsvExportPlugin
 
 GRADE_COLUMNS = ["assignment", "student", "notebook", "cell", "cell_type", "score", "max_score",
                  "needs_manual_grade", "flagged"]
@@ -84,3 +85,34 @@ def format_table(table):
         "": ["flagged" if flagged else "" for flagged in table["flagged"]],
     })
     return shown.to_string(index=False)
+
+
+class CsvExport(CsvExportPlugin):
+    """nbgrader's CSV export, byte for byte, from three queries instead of a few per student: the
+    assignments and the students in nbgrader's own order, and every submission's score at once."""
+
+    def export(self, gradebook):
+        keys = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
+                "raw_score", "late_submission_penalty", "score", "max_score"]
+        submitted = {
+            (assignment, student): (timestamp, score, penalty)
+            for assignment, student, timestamp, score, penalty in gradebook.db.query(
+                Assignment.name, SubmittedAssignment.student_id, SubmittedAssignment.timestamp,
+                SubmittedAssignment.score, SubmittedAssignment.late_submission_penalty,
+            ).join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+        }
+        chosen_assignments = {str(name) for name in self.assignment}
+        chosen_students = {str(name) for name in self.student}
+        students = [(student.id, student.last_name, student.first_name, student.email)
+                    for student in gradebook.students if not chosen_students or student.id in chosen_students]
+        with open(self.to or "grades.csv", "w") as file:
+            file.write(",".join(keys) + "\n")
+            for assignment in gradebook.assignments:
+                if chosen_assignments and assignment.name not in chosen_assignments:
+                    continue
+                for student, last_name, first_name, email in students:
+                    timestamp, raw, penalty = submitted.get((assignment.name, student), ("", 0.0, 0.0))
+                    row = [assignment.name, assignment.duedate, timestamp, student, last_name, first_name,
+                           email, raw, penalty, max(0.0, raw - penalty) if (assignment.name, student)
+                           in submitted else 0.0, assignment.max_score]
+                    file.write(",".join("" if value is None else str(value) for value in row) + "\n")

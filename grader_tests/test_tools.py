@@ -198,3 +198,49 @@ def test_the_kernel_and_the_helpers_build_and_replace_alike():
 
     for name in ("build", "_replaced"):
         assert inspect.getsource(getattr(checks, name)) == inspect.getsource(getattr(shim, name)), name
+
+
+def test_fast_csv_export_writes_what_nbgrader_export_writes(tmp_path):
+    """On a gradebook with what nbgrader's export must handle (a due date, students without a submission or
+    without names, timestamps, late penalties, two assignments), CsvExport writes nbgrader's file, byte for
+    byte, and nbgrader's own plugin is what `nbgrader export` runs."""
+    from datetime import datetime
+
+    from nbgrader.api import Gradebook
+    from nbgrader.plugins import CsvExportPlugin
+
+    from coursetools.course import put_environment_on_path
+    from coursetools.scores import CsvExport
+
+    put_environment_on_path()  # a new gradebook runs nbgrader's alembic migrations
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gradebook:
+        for name, due in (("first", datetime(2026, 11, 1, 12)), ("second", None)):
+            gradebook.add_assignment(name, duedate=due)
+            gradebook.add_notebook("nb", name)
+            gradebook.add_grade_cell("a", "nb", name, max_score=2, cell_type="code")
+            gradebook.add_grade_cell("b", "nb", name, max_score=1.5, cell_type="markdown")
+        for number in range(40):
+            names = {"last_name": f"L{number % 3}", "first_name": "F", "email": "e@x"} if number % 4 else {}
+            gradebook.add_student(f"s{number:02d}", **names)
+            if number % 5 == 0:
+                continue  # handed in nothing
+            submission = gradebook.add_submission("first", f"s{number:02d}",
+                                                  timestamp=datetime(2026, 11, 1, 10 + number % 5, 30))
+            for notebook in submission.notebooks:
+                notebook.late_submission_penalty = 0.5 if number % 3 == 0 else None
+                for grade in notebook.grades:
+                    grade.auto_score = (number % 3) * 0.5
+                    grade.manual_score = 1.25 if number % 7 == 0 else None
+            gradebook.db.commit()
+        exported = {}
+        for plugin_class in (CsvExportPlugin, CsvExport):
+            plugin = plugin_class(to=str(tmp_path / f"{plugin_class.__name__}.csv"))
+            plugin.export(gradebook)
+            exported[plugin_class] = (tmp_path / f"{plugin_class.__name__}.csv").read_text()
+        plugin = CsvExport(to=str(tmp_path / "some.csv"), student=["s01", "s05"], assignment=["first"])
+        plugin.export(gradebook)
+    assert exported[CsvExport] == exported[CsvExportPlugin]
+    rows = exported[CsvExport].splitlines()
+    assert len(rows) == 81 and "first,2026-11-01 12:00:00,2026-11-01 11:30:00,s01,L1,F,e@x," in exported[CsvExport]
+    assert ",0.5," in exported[CsvExport]
+    assert len((tmp_path / "some.csv").read_text().splitlines()) == 3
