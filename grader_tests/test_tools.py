@@ -209,10 +209,11 @@ def test_fast_csv_export_writes_what_nbgrader_export_writes(tmp_path):
     from nbgrader.api import Gradebook
     from nbgrader.plugins import CsvExportPlugin
 
-    from coursetools.course import put_environment_on_path
+    from coursetools.course import put_environment_on_path, silence_known_warnings
     from coursetools.scores import CsvExport
 
     put_environment_on_path()  # a new gradebook runs nbgrader's alembic migrations
+    silence_known_warnings()
     with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gradebook:
         for name, due in (("first", datetime(2026, 11, 1, 12)), ("second", None)):
             gradebook.add_assignment(name, duedate=due)
@@ -241,6 +242,7 @@ def test_fast_csv_export_writes_what_nbgrader_export_writes(tmp_path):
         plugin.export(gradebook)
     assert exported[CsvExport] == exported[CsvExportPlugin]
     rows = exported[CsvExport].splitlines()
-    assert len(rows) == 81 and "first,2026-11-01 12:00:00,2026-11-01 11:30:00,s01,L1,F,e@x," in exported[CsvExport]
+    assert len(rows) == 81
+    assert "first,2026-11-01 12:00:00,2026-11-01 11:30:00,s01,L1,F,e@x," in exported[CsvExport]
     assert ",0.5," in exported[CsvExport]
     assert len((tmp_path / "some.csv").read_text().splitlines()) == 3
