@@ -23,7 +23,7 @@ from nbgrader.preprocessors import (
 )
 
 from coursetools.course import silence_known_warnings
-from coursetools.grading.autograde import JudgedExecute, RestoreInstructorCells, refuse_links
+from coursetools.grading.autograde import JudgedExecute, RecordMessages, RestoreInstructorCells, refuse_links
 from coursetools.grading.feedback import FeedbackForStudents
 from coursetools.grading.release import ClearHiddenTestsQuietly
 
@@ -63,6 +63,7 @@ c.Autograde.autograde_preprocessors = [
     LimitOutput,
     SaveAutoGrades,
     AssignLatePenalties,
+    RecordMessages,
     CheckCellMetadata,
 ]
 

@@ -35,13 +35,15 @@ from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
 
-from coursetools import findings
+from coursetools import findings, messages
 from coursetools.course import grade_id, load_config, read_tree, write_tree
 from coursetools.findings import Finding
 from coursetools.grading.feedback import notice_page
+from coursetools.messages import failure_messages
 
 FLAGS_FILE = "grading_flags.csv"
 JOB_GRADEBOOK = "job_gradebook.db"  # in a worker's scratch course: the assignment's definition alone
+NOT_GRADED = "(not graded: see the flagged submissions)"  # what a test cell that did not run failed with
 
 
 @dataclass
@@ -287,7 +289,7 @@ def record(root, result, config):
         else:
             gradebook.update_or_create_submission(result.assignment, result.student)
         notebooks = [nb.name for nb in gradebook.find_assignment(result.assignment).notebooks]
-    graded, found = set(), list(result.findings)
+    graded, found, failed = set(), list(result.findings), {}
     for name in notebooks:
         path = target / f"{name}.ipynb"
         if not path.exists():
@@ -299,6 +301,7 @@ def record(root, result, config):
         AssignLatePenalties(config=config).preprocess(notebook, resources)
         graded |= {(name, grade_id(cell)) for cell in notebook.cells if utils.is_grade(cell)}
         found += [finding for finding in findings.read(notebook) if finding not in found]
+        failed[name] = failure_messages(notebook)
     with Gradebook(db_url, coursedir.course_id) as gradebook:
         submission = gradebook.find_submission(result.assignment, result.student)
         missing = [(nb.name, grade.name) for nb in submission.notebooks for grade in nb.grades
@@ -316,6 +319,10 @@ def record(root, result, config):
             for comment in nb.comments:
                 if reason:
                     comment.auto_comment = findings.TA_NOTE_PREFIX + reason  # formgrader; not in feedback
+            not_run = {grade.name: NOT_GRADED for grade in nb.grades if (nb.name, grade.name) in missing
+                       and grade.cell_type == "code"}
+            messages.save(gradebook.db, result.assignment, result.student, nb.name,
+                          {**not_run, **failed.get(nb.name, {})}, found)
         gradebook.db.commit()
     result.findings = found
 

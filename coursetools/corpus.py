@@ -29,7 +29,7 @@ from nbgrader.api import Gradebook
 
 from coursetools.course import grade_id, gradebook_url, notebook_path
 from coursetools.examples import Answer, fill_answers, percent_blocks, submit
-from coursetools.grading.autograde import failure_messages
+from coursetools.messages import failure_messages
 
 CORPUS = Path("grader_tests") / "corpus"
 _HEADER = re.compile(r"^# %% (?P<kind>correct|wrong): (?P<label>.*?)(?:\s*\|\s*fails:\s*(?P<fails>.*?))?"

@@ -25,14 +25,13 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no screen
 import jinja2  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from nbgrader.api import Gradebook  # noqa: E402
 
-from coursetools import findings  # noqa: E402
+from coursetools import findings, messages  # noqa: E402
 from coursetools.batch import FLAGS_FILE  # noqa: E402
 from coursetools.course import EXAMPLE_STUDENT_PREFIX, gradebook_url  # noqa: E402
-from coursetools.grading.autograde import failure_messages  # noqa: E402
 from coursetools.scores import grade_rows, score_table  # noqa: E402
 
 LOWEST = 10  # students in "lowest scores"
@@ -42,7 +41,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 @dataclass
 class ClassData:
-    """What the report shows, read from the gradebook, grading_flags.csv and the autograded notebooks."""
+    """What the report shows, read from the gradebook (nbgrader's tables and coursetools.messages) and
+    grading_flags.csv."""
 
     grades: pd.DataFrame  # scores.grade_rows, with the failure "message" of every failed test cell
     scores: pd.DataFrame  # scores.score_table, with "reason" (flagged), "notes" and "example"
@@ -51,20 +51,15 @@ class ClassData:
 
 
 def collect(root):
-    grades = grade_rows(gradebook_url(root))
+    db_url = gradebook_url(root)
+    grades = grade_rows(db_url)
     scores = score_table(None, grades=grades)
-    messages, found = {}, {}
-    for row in scores.itertuples():
-        for path in sorted((root / "autograded" / row.student / row.assignment).glob("*.ipynb")):
-            notebook = nbformat.read(path, as_version=4)
-            messages.update({(row.assignment, row.student, cell): message
-                             for cell, message in failure_messages(notebook).items()})
-            found.setdefault((row.student, row.assignment), []).extend(findings.read(notebook))
-    keys = list(zip(grades["assignment"], grades["student"], grades["cell"], strict=True))
-    ungraded = {(assignment, student) for assignment, student, _ in keys
-                if not (root / "autograded" / student / assignment).is_dir()}
-    no_notebook = "(no notebook was graded: see the flagged submissions)"
-    grades["message"] = [messages.get(key, no_notebook if key[:2] in ungraded else "") for key in keys]
+    with Gradebook(db_url) as gradebook:
+        failed, recorded = messages.read(gradebook.db)
+    keys = ["assignment", "student", "notebook", "cell"]
+    grades = grades.merge(failed, on=keys, how="left", validate="one_to_one")
+    grades["message"] = grades["message"].fillna("")
+    found = {key: messages.as_findings(rows) for key, rows in recorded.groupby(["student", "assignment"])}
     flags = read_flags(root)
     keys = list(zip(scores["student"], scores["assignment"], strict=True))
     scores["reason"] = [
@@ -176,13 +171,14 @@ def _png(figure):
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def feedback_links(root, student, assignment):
-    """[(label, relative URL)] of a submission's feedback pages and autograded notebooks that exist."""
-    links = []
-    for kind, label in (("feedback", "feedback"), ("autograded", "notebook")):
-        suffix = ".html" if kind == "feedback" else ".ipynb"
-        for path in sorted((root / kind / student / assignment).glob(f"*{suffix}")):
-            links.append((label, urllib.parse.quote(path.relative_to(root).as_posix())))
+def feedback_links(root):
+    """{(student, assignment): [(label, relative URL)]} of the feedback pages and autograded notebooks that
+    exist (one pass over each folder, however many students)."""
+    links = {}
+    for kind, label, suffix in (("feedback", "feedback", "html"), ("autograded", "notebook", "ipynb")):
+        for path in sorted((root / kind).glob(f"*/*/*.{suffix}")):
+            key = (path.parent.parent.name, path.parent.name)
+            links.setdefault(key, []).append((label, urllib.parse.quote(path.relative_to(root).as_posix())))
     return links
 
 
@@ -214,17 +210,18 @@ def write_report(root):
     written = data.grades[(data.grades["cell_type"] != "code") & data.grades["needs_manual_grade"]]
     manual = counted(data, written)
     assignments = sorted(data.scores["assignment"].unique())
-    by_student = {student: own.set_index("assignment") for student, own in data.scores.groupby("student")}
+    submissions = {(row.student, row.assignment): row for row in data.scores.itertuples()}
+    links = feedback_links(root)
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                      trim_blocks=True, lstrip_blocks=True)
     page = environment.get_template("class_report.html.j2").render(
         generated=datetime.now().isoformat(timespec="seconds"),
         data=data, scores=scores, questions=questions, students=students, flagged=flagged,
-        lowest=students.head(LOWEST), manual=manual, assignments=assignments, by_student=by_student,
+        lowest=students.head(LOWEST), manual=manual, assignments=assignments, submissions=submissions,
         examples=data.scores[data.scores["example"]] if not data.examples_only else data.scores.iloc[0:0],
         heat_map=heat_map_png(data, heat_students) if heat_students else "", heat_students=len(heat_students),
         distribution=distribution_png(scores) if not scores.empty else "",
-        links=lambda student, assignment: feedback_links(root, student, assignment),
+        links=lambda student, assignment: links.get((student, assignment), []),
         example_prefix=EXAMPLE_STUDENT_PREFIX,
     )
     path = root / "class_report.html"

@@ -13,7 +13,8 @@ import pytest
 from conftest import CLASSES_GROUP, ROOT, course_command, grades, new_course
 from nbgrader.api import Gradebook
 
-from coursetools.batch import JOB_GRADEBOOK, make_jobs
+from coursetools import findings, messages
+from coursetools.batch import JOB_GRADEBOOK, NOT_GRADED, make_jobs
 from coursetools.course import gradebook_url, nbgrader, notebook_path
 from coursetools.examples import submit
 
@@ -195,6 +196,42 @@ def test_grades_detail_marks_pending_written_answers_and_flagged_submissions(gra
     with open(parallel / "grades.csv") as file:  # nbgrader's own export counts the pending answer as 0
         exported = {(r["student_id"], r["assignment"]): r for r in csv.DictReader(file)}
     assert float(exported[("example-correct", "linear_network")]["score"]) == float(correct["score_so_far"])
+
+
+def test_failure_messages_and_findings_are_recorded_as_the_notebooks_hold_them(graded):
+    """The report reads them from the gradebook's database, where grading put them, and opens no notebook:
+    they are what the autograded notebooks say, whether `course grade` or plain `nbgrader autograde` graded
+    them; `course grade` adds what it found outside a notebook, and a message for every test that did
+    not run."""
+    parallel, serial, _ = graded
+    for root in (parallel, serial):
+        with Gradebook(gradebook_url(root)) as gradebook:
+            failed, recorded = messages.read(gradebook.db)
+        assert len(failed) >= 5  # example-mistakes fails tests
+        for path in sorted((root / "autograded").glob("*/*/*.ipynb")):
+            student, assignment, name = path.parent.parent.name, path.parent.name, path.stem
+            notebook = nbformat.read(path, as_version=4)
+            own = of_submission(failed, student, assignment, name)
+            cells = dict(zip(own["cell"], own["message"], strict=True))
+            written = messages.failure_messages(notebook)
+            assert written.items() <= cells.items(), path
+            assert {cells[cell] for cell in cells.keys() - written.keys()} <= {NOT_GRADED}, path
+            own = of_submission(recorded, student, assignment, name)
+            assert set(findings.read(notebook)) <= set(messages.as_findings(own)), path
+    with Gradebook(gradebook_url(parallel)) as gradebook:
+        failed, recorded = messages.read(gradebook.db)
+    never_read = of_submission(failed, "broken-json", "linear_network")
+    assert len(never_read) >= 8 and set(never_read["message"]) == {NOT_GRADED}
+    for (student, assignment), reason in flags(parallel).items():
+        if student in BROKEN:
+            own = of_submission(recorded, student, assignment)
+            assert findings.reason(messages.as_findings(own)) == reason
+
+
+def of_submission(frame, student, assignment, notebook=None):
+    """The rows of a table of coursetools.messages that are of one submission (or one of its notebooks)."""
+    own = (frame["student"] == student) & (frame["assignment"] == assignment)
+    return frame[own & (frame["notebook"] == notebook) if notebook else own]
 
 
 def test_grades_csv_is_what_nbgrader_export_writes(graded, tmp_path):

@@ -33,10 +33,10 @@ from nbclient.exceptions import DeadKernelError
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import Execute, OverwriteCells
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Integer, Unicode
 
-from coursetools import findings
+from coursetools import findings, messages
 from coursetools.course import grade_id
 from coursetools.findings import Finding
 from coursetools.grading import kernel
@@ -76,19 +76,22 @@ def is_student_code(cell):
     return cell.cell_type == "code" and (utils.is_solution(cell) or not grade_id(cell))
 
 
-def failure_messages(notebook):
-    """{test cell: its failure message, whole} of an autograded notebook."""
-    messages = {}
-    for cell in notebook.cells:
-        errors = [output for output in cell.get("outputs", []) if output.output_type == "error"]
-        if utils.is_grade(cell) and cell.cell_type == "code" and errors:
-            messages[grade_id(cell)] = f"{errors[-1].ename}: {errors[-1].evalue}"
-    return messages
-
-
 def failed_output(message):
     return nbformat.v4.new_output("error", ename="NotGraded", evalue=message,
                                   traceback=[f"NotGraded: {message}"])
+
+
+class RecordMessages(NbGraderPreprocessor):
+    """Keeps the notebook's failure messages and findings in the gradebook's database
+    (coursetools.messages), where the class report reads them without opening the notebook."""
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gradebook:
+            messages.save(gradebook.db, info["assignment"], info["student"], info["notebook"],
+                          messages.failure_messages(nb), findings.read(nb))
+            gradebook.db.commit()
+        return nb, resources
 
 
 class RestoreInstructorCells(OverwriteCells):
