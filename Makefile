@@ -15,8 +15,8 @@ demo: $(VENV)/installed  ## build the release, autograde the example submissions
 	$(call require,bubblewrap)
 	$(BIN)/course demo
 
-test: $(VENV)/installed  ## every grader test (ruff included); the class report is checked in Chromium
-	$(call require,bubblewrap chromium)
+test: $(VENV)/installed  ## every grader test (ruff included); the report in Chromium, a gradebook in PostgreSQL
+	$(call require,bubblewrap chromium postgresql)
 	$(BIN)/pytest
 
 test-fast: $(VENV)/installed  ## the tests that grade nothing: a quick loop for development

@@ -2,7 +2,8 @@
 linear_network graded in a course whose gradebook already holds 0, 300 and 3000 graded students.
 
 Run by hand:  .venv/bin/python benchmarks/class_size.py [--sizes 0 300 3000] [--workers 1]
-The students already graded are made with nbgrader's own Gradebook API (no notebook is executed). For each
+The students already graded are made with nbgrader's own Gradebook API, with failure messages for the
+report (no notebook is executed). For each
 size it prints the seconds of grading per new submission, of the grades export and of the class report,
 the size of the gradebook and of one grading job (what a Dask worker receives), and the ratios to the
 empty course.
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from coursetools import batch, report
+from coursetools import batch, messages, report
 from coursetools.course import (
     assignments,
     copy_course,
@@ -46,9 +47,26 @@ def past_students(root, count):
             gradebook.add_student(student)
             submission = gradebook.add_submission(ASSIGNMENT, student)
             for notebook in submission.notebooks:
+                failed = {}
                 for grade in notebook.grades:
-                    grade.auto_score = grade.max_score if (number + len(grade.name)) % 3 else 0.0
+                    passed = (number + len(grade.name)) % 3
+                    grade.auto_score = grade.max_score if passed else 0.0
+                    if not passed and grade.cell_type == "code":
+                        failed[grade.name] = f"AssertionError: {grade.name} is wrong (case {number % 7})"
+                messages.save(gradebook.db, ASSIGNMENT, student, notebook.name, failed, [])
             gradebook.db.commit()
+
+
+def their_files(root, count):
+    """The past students' autograded notebooks and feedback pages: links to a new student's, as the
+    report lists them (it does not read them)."""
+    for kind in ("autograded", "feedback"):
+        model = root / kind / "new-0" / ASSIGNMENT
+        for number in range(count):
+            folder = root / kind / f"past-{number:05d}" / ASSIGNMENT
+            folder.mkdir(parents=True)
+            for path in model.iterdir():
+                os.link(path, folder / path.name)
 
 
 def new_submissions(root):
@@ -75,6 +93,7 @@ def measure(root, size, workers):
     grading, results = timed(lambda: batch.grade_class(root, [ASSIGNMENT], assignments(root), "new-*",
                                                        workers=workers, quiet=True))
     assert len(results) == NEW and not [r for r in results if r.reason], [r.reason for r in results]
+    their_files(root, size)
     export, _ = timed(lambda: export_grades(root))
     written, _ = timed(lambda: report.write_report(root))
     gradebook = (root / "gradebook.db").stat().st_size

@@ -16,11 +16,13 @@ graded all the same. What is handed in where no assignment can be found (a missp
 a notebook outside any folder) is reported the same way.
 """
 
+import contextlib
 import csv
 import difflib
 import fnmatch
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -34,6 +36,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
+from sqlalchemy import text
 
 from coursetools import findings, messages
 from coursetools.course import grade_id, load_config, read_tree, write_tree
@@ -145,25 +148,32 @@ def definition_gradebook(db_url, course_id, assignment):
     autograde in a worker needs, a few kilobytes for a class of any size."""
     with tempfile.TemporaryDirectory(prefix="job-gradebook-") as folder:
         path = Path(folder) / JOB_GRADEBOOK
-        with Gradebook(db_url, course_id) as course, Gradebook(f"sqlite:///{path}", course_id) as job:
-            try:
-                defined = course.find_assignment(assignment)
-            except MissingEntry:  # never released: nbgrader's autograde will say so, for every job
-                return path.read_bytes()
-            job.add_assignment(assignment, duedate=defined.duedate)
-            for notebook in defined.notebooks:
-                job.add_notebook(notebook.name, assignment, kernelspec=notebook.kernelspec)
-                for cell in notebook.grade_cells:
-                    job.add_grade_cell(cell.name, notebook.name, assignment, max_score=cell.max_score,
-                                       cell_type=cell.cell_type)
-                for cell in notebook.task_cells:
-                    job.add_task_cell(cell.name, notebook.name, assignment, max_score=cell.max_score,
-                                      cell_type=cell.cell_type)
-                for cell in notebook.solution_cells:
-                    job.add_solution_cell(cell.name, notebook.name, assignment)
-                for cell in notebook.source_cells:
-                    job.add_source_cell(cell.name, notebook.name, assignment, cell_type=cell.cell_type,
-                                        locked=cell.locked, source=cell.source, checksum=cell.checksum)
+        with Gradebook(db_url, course_id) as course:
+            # the course's schema version, written first: nbgrader then sees a gradebook that exists and
+            # does not start `alembic heads` to learn it (seconds on a busy machine, every `course grade`)
+            version = course.db.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            with contextlib.closing(sqlite3.connect(path)) as new, new:
+                new.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+                new.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (version,))
+            with Gradebook(f"sqlite:///{path}", course_id) as job:
+                try:
+                    defined = course.find_assignment(assignment)
+                except MissingEntry:  # never released: nbgrader's autograde will say so, for every job
+                    return path.read_bytes()
+                job.add_assignment(assignment, duedate=defined.duedate)
+                for notebook in defined.notebooks:
+                    job.add_notebook(notebook.name, assignment, kernelspec=notebook.kernelspec)
+                    for cell in notebook.grade_cells:
+                        job.add_grade_cell(cell.name, notebook.name, assignment, max_score=cell.max_score,
+                                           cell_type=cell.cell_type)
+                    for cell in notebook.task_cells:
+                        job.add_task_cell(cell.name, notebook.name, assignment, max_score=cell.max_score,
+                                          cell_type=cell.cell_type)
+                    for cell in notebook.solution_cells:
+                        job.add_solution_cell(cell.name, notebook.name, assignment)
+                    for cell in notebook.source_cells:
+                        job.add_source_cell(cell.name, notebook.name, assignment, cell_type=cell.cell_type,
+                                            locked=cell.locked, source=cell.source, checksum=cell.checksum)
         return path.read_bytes()
 
 

@@ -12,6 +12,7 @@ import nbformat
 import pytest
 from conftest import CLASSES_GROUP, ROOT, course_command, grades, new_course
 from nbgrader.api import Gradebook
+from sqlalchemy import text
 
 from coursetools import findings, messages
 from coursetools.batch import JOB_GRADEBOOK, NOT_GRADED, make_jobs
@@ -321,6 +322,9 @@ def test_a_job_carries_the_assignment_not_the_class(graded, tmp_path):
         assert job_gradebook.students == []
         assert job_gradebook.find_assignment("linear_network").submissions == []
         assert definition(job_gradebook) == definition(course) and definition(course)[0][2]
+        versions = [gradebook.db.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+                    for gradebook in (job_gradebook, course)]
+        assert versions[0] == versions[1]  # nbgrader's schema, as the course's gradebook has it
 
 
 def test_dask_cluster_grades_like_serial_nbgrader(graded, course_template, tmp_path):
