@@ -14,6 +14,8 @@ Here those outputs are written by trusted code only:
   memory), notes for TAs what in the student's code no notebook of this course needs (it changes no
   score), and records what it found in the notebook's metadata (coursetools.findings), flags the submission
   in the gradebook when a finding needs a TA, and logs it;
+- RecordMessages keeps each test cell's failure message and the findings in the gradebook's database
+  (coursetools.messages), where the class report reads them without opening notebooks;
 - refuse_links (nbgrader's pre-convert hook) moves links and special files out of a submission before
   nbgrader copies it, so nbgrader, running as root, never follows a link that a student made.
 """
