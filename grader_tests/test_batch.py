@@ -340,6 +340,60 @@ def test_dask_cluster_grades_like_serial_nbgrader(graded, course_template, tmp_p
     assert grades(root, students, ["linear_network"]) == grades(serial, students, ["linear_network"])
 
 
+# answers whose feedforward cell runs past the cell time limit, with the code put before the answer
+RUNAWAY = {
+    "python-loop": "while True:\n    pass",  # answers the interrupt: the cell fails, grading goes on
+    "ignores-interrupt": "import signal\nimport time\n\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                         "time.sleep(10**6)",
+    "c-call": "sum(range(10**12))",  # one long C call: no signal is handled before it returns
+}
+CELL_TIME_LIMIT = 8  # seconds; linear_network's cells take well under one
+BEFORE_FEEDFORWARD = ["add_bias_columns", "add_bias_input_unchanged", "add_bias_hidden", "train_lesson",
+                      "train_hidden"]
+
+
+@pytest.fixture(scope="module")
+def runaway(tmp_path_factory, course_template):
+    """The RUNAWAY submissions graded by `course grade` and by a plain, serial `nbgrader autograde`."""
+    roots = []
+    for way in ("parallel", "serial"):
+        root = new_course(course_template, tmp_path_factory.mktemp(f"runaway-{way}"), [], 300,
+                          cell_time_limit=CELL_TIME_LIMIT)
+        solution = nbformat.read(notebook_path(root, "solutions", "linear_network"), as_version=4)
+        for student, code in RUNAWAY.items():
+            submit(root, "linear_network", student, with_answer_prefix(solution, "feedforward", code))
+        roots.append(root)
+    run = course_command(roots[0], "grade", "linear_network", "--workers", "2", "--quiet")
+    nbgrader(roots[1], "autograde", "linear_network", "--force")
+    return roots, run
+
+
+@pytest.mark.parametrize("student", sorted(RUNAWAY))
+def test_a_cell_past_its_time_limit_keeps_the_points_of_the_cells_before_it(runaway, student):
+    """Both ways of grading alike: the tests before the runaway cell keep their points, it and the tests
+    after it score zero; a cell that ignores the interrupt stops the kernel and says so, by cell and limit."""
+    (parallel, serial), run = runaway
+    ours, theirs = (automatic_scores(root, student) for root in (parallel, serial))
+    assert ours == theirs
+    assert {cell for cell, score in ours.items() if score and cell != "flagged"} == set(BEFORE_FEEDFORWARD)
+    reason = flags(parallel).get((student, "linear_network"), "")
+    if student == "python-loop":
+        assert not reason  # interrupted: an ordinary failure of the student's own cell
+        assert "CellTimeoutError" in feedback_text(parallel, student)
+    else:
+        stopped = f"cell feedforward ran past the {CELL_TIME_LIMIT} s limit and ignored the interrupt"
+        assert f"{stopped}: kernel stopped" in reason
+        assert ours["flagged"] is True and theirs["flagged"] is True
+        assert "could not be interrupted" in feedback_text(parallel, student)
+
+
+def automatic_scores(root, student, assignment="linear_network"):
+    """{test cell: automatic score, "flagged": flagged} of one submission."""
+    rows = grades(root, [student], [assignment])
+    return {cell: value if cell == "flagged" else value[0] for (_, _, cell), value in rows.items()
+            if cell == "flagged" or value[0] is not None}
+
+
 def test_failed_regrade_leaves_no_old_scores(graded):
     """Runs last: it changes the parallel course."""
     parallel, _, _ = graded

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import nbformat
 from jupyter_core.utils import run_sync
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
@@ -202,13 +202,23 @@ class JudgedExecute(Execute):
         self._printed, self._cut, self._kernel_id, self._kernel = {}, set(), None, None
         self._judged = set()
         self._judge_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
-        stopped = ""
+        stopped, self._running = "", None
         try:
             nb, resources = super().preprocess(nb, resources, km)
+        except CellTimeoutError:  # interrupted at the cell limit, the kernel went on: nbclient shuts it down
+            cell = self._running_cell(nb)
+            stopped = (f"cell {cell} ran past the {self.timeout:g} s limit and ignored the interrupt: "
+                       "kernel stopped")
+            nb.cells[self._running].outputs.append(nbformat.v4.new_output(
+                "error", ename="TimeoutError", evalue=stopped, traceback=[f"TimeoutError: {stopped}"]))
+            found.append(Finding("cell-time-limit", f"{stopped}; the rest scores zero", student=(
+                f"The cell {cell} ran longer than the time limit ({self.timeout:g} s) and could not be "
+                "interrupted, so grading stopped there: it and the tests after it score zero.")))
         except DeadKernelError:
             if self._kernel_id in kernel.killed_for_time:
-                stopped = "ran longer than the notebook time limit: stopped, the rest scores zero"
                 limit = self._kernel.notebook_timeout
+                stopped = (f"cell {self._running_cell(nb)} ran past the notebook time limit "
+                           f"({limit:g} s): kernel stopped, the rest scores zero")
                 found.append(Finding("time-limit", stopped, student=(
                     f"Your notebook ran longer than the time limit ({limit:g} s) and was stopped: the tests "
                     "after that point score zero.")))
@@ -249,6 +259,10 @@ class JudgedExecute(Execute):
         self.log.debug("judged %s in %.2f s", info["notebook"], time.perf_counter() - began)
         return nb, resources
 
+    def _running_cell(self, nb):
+        """The name of the cell that was running when the kernel was stopped."""
+        return _name(nb.cells[self._running]) if self._running is not None else "(none yet)"
+
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
         km.student_files_only = True  # the kernel gets no code file of the course: tests run in the judge
@@ -266,6 +280,7 @@ class JudgedExecute(Execute):
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         started = time.perf_counter()
+        self._running = cell_index
         if is_test_cell(cell):
             cell.outputs = await self._in_judge(self.judge.run_test_cell, grade_id(cell))
             self._judged.add(cell_index)
