@@ -74,6 +74,10 @@ c.Execute.timeout = 60
 c.Execute.kernel_manager_class = "coursetools.grading.kernel.GradingKernelManager"
 c.GradingKernelManager.notebook_timeout = 600
 c.GradingKernelManager.memory_limit = 4 * 1024**3
+# What a submission may hold, its notebooks first: files beyond are left out unread (a notebook beyond is
+# graded as the release) and the submission is flagged with their names and sizes.
+c.SubmissionLimits.max_bytes = 50 * 1024**2
+c.SubmissionLimits.max_files = 500
 
 # Release notebooks as nbgrader makes them, but a test cell of hidden tests alone shows nothing when run
 # (nbgrader validate would read its docstring as a partial score); the same in published solutions.

@@ -20,12 +20,13 @@ import contextlib
 import csv
 import difflib
 import fnmatch
+import itertools
 import os
 import shutil
 import sqlite3
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -42,6 +43,7 @@ from coursetools import findings, messages
 from coursetools.course import grade_id, load_config, read_tree, write_tree
 from coursetools.findings import Finding
 from coursetools.grading.feedback import notice_page
+from coursetools.grading.limits import SubmissionLimits
 from coursetools.messages import failure_messages
 
 FLAGS_FILE = "grading_flags.csv"
@@ -116,10 +118,13 @@ def _stray(student, name, kind, detail):
 
 
 def make_jobs(root, assignments, submissions):
+    """A Job per (assignment, student) of `submissions`, made one at a time as they are asked for: a job
+    holds its submission's files, so a class is never in memory at once. Files beyond the course's
+    SubmissionLimits are left out unread (a notebook among them is replaced by the release)."""
     config = load_config(root)
     coursedir = CourseDirectory(config=config, root=str(root))
-    course_files = {}
-    instructor = {}
+    limits = SubmissionLimits(config=config)
+    course_files, instructor, releases = {}, {}, {}
     for assignment in assignments:
         # the instructor's files are trusted: links among them (checks.py) are followed
         instructor[assignment], _ = read_tree(root / "source" / assignment, follow_links=True)
@@ -128,18 +133,23 @@ def make_jobs(root, assignments, submissions):
         course_files[assignment]["nbgrader_config.py"] = (root / "nbgrader_config.py").read_bytes()
         course_files[assignment][JOB_GRADEBOOK] = definition_gradebook(coursedir.db_url, coursedir.course_id,
                                                                       assignment)
-    jobs = []
+        releases[assignment] = {path.name: path for path in (root / "release" / assignment).glob("*.ipynb")}
     for assignment, student in submissions:
-        submission, refused = read_tree(root / "submitted" / student / assignment)
+        folder = root / "submitted" / student / assignment
+        left_out = limits.left_out(folder, releases[assignment])
+        submission, refused = read_tree(folder, skip={name for name, _ in left_out})
         found = [Finding("link", f"{name} is not a regular file (a link or a device): ignored",
                          student=f"{name} is a link or a special file: grading left it out.")
                  for name in refused]
+        if left_out:
+            found.append(limits.finding(left_out, releases[assignment]))
+            submission.update({name: releases[assignment][name].read_bytes() for name, _ in left_out
+                               if name in releases[assignment]})
         found += [Finding("own-checks", f"handed in its own {name}: the course's copy replaces it",
                           student=f"Grading used the course's {name}, not the one you handed in.")
                   for name, data in submission.items() if name in instructor[assignment]
                   and not name.endswith(".ipynb") and data != instructor[assignment][name]]
-        jobs.append(Job(assignment, student, submission, course_files[assignment], found))
-    return jobs
+        yield Job(assignment, student, submission, course_files[assignment], found)
 
 
 def definition_gradebook(db_url, course_id, assignment):
@@ -357,23 +367,41 @@ def write_flags(root, results):
 
 
 def run_jobs(jobs, workers, scheduler=None):
-    """Yield a Result per job as workers finish them: local worker processes, or a Dask cluster."""
+    """Yield a Result per job as workers finish them: local worker processes, or a Dask cluster. Jobs are
+    taken from `jobs` as workers free up, two per worker at most waiting, so the coordinator's memory does
+    not grow with the class."""
+    jobs = iter(jobs)
     if scheduler:
         from dask.distributed import Client
         from dask.distributed import as_completed as dask_completed
 
         with Client(scheduler) as client:
-            futures = client.map(grade_one, jobs, pure=False)
-            job_of = {future.key: job for future, job in zip(futures, jobs, strict=True)}
-            for future in dask_completed(futures):
-                yield _result_or_failure(future, job_of[future.key])
+            waiting = 2 * max(sum(client.nthreads().values()), 1)
+            job_of, finished = {}, dask_completed()
+
+            def submit(job):
+                future = client.submit(grade_one, job, pure=False)
+                job_of[future.key] = job
+                finished.add(future)
+
+            for job in itertools.islice(jobs, waiting):
+                submit(job)
+            for future in finished:
+                for job in itertools.islice(jobs, 1):
+                    submit(job)
+                yield _result_or_failure(future, job_of.pop(future.key))
         return
     # spawn: the coordinator has threads (the progress bar); forking a threaded process is unsafe
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                              initializer=_one_blas_thread) as pool:
-        futures = {pool.submit(grade_one, job): job for job in jobs}
-        for future in as_completed(futures):
-            yield _result_or_failure(future, futures[future])
+        running = {pool.submit(grade_one, job): job for job in itertools.islice(jobs, 2 * workers)}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = running.pop(future)
+                for following in itertools.islice(jobs, 1):
+                    running[pool.submit(grade_one, following)] = following
+                yield _result_or_failure(future, job)
 
 
 def _result_or_failure(future, job):
@@ -399,15 +427,16 @@ def grade_class(root, assignments, known, students="*", workers=None, scheduler=
 
     config = load_config(root)
     submissions, results = survey(root, assignments, known, students)
-    jobs = make_jobs(root, assignments, submissions)
+    jobs = make_jobs(root, assignments, submissions)  # made as workers free up
     workers = workers or os.cpu_count() or 1
     failed = len(results)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn()]
     with Progress(*columns, disable=quiet) as progress:
-        task = progress.add_task("grading", total=len(jobs), failed=0)
+        task = progress.add_task("grading", total=len(submissions), failed=0)
         for result in run_jobs(jobs, workers, scheduler):
             record(root, result, config)
+            result.autograded, result.feedback = {}, {}  # written: the files need not stay in memory
             failed += bool(result.reason)
             results.append(result)
             progress.update(task, advance=1, failed=failed)

@@ -116,8 +116,9 @@ def copy_course(root, target, parts=("nbgrader_config.py", "source", "examples")
             shutil.copy(source, target / name)
 
 
-def read_tree(folder, follow_links=False):
-    """{relative path: bytes} of the regular files under `folder`, and the relative paths refused.
+def read_tree(folder, follow_links=False, skip=()):
+    """{relative path: bytes} of the regular files under `folder` (but those in `skip`), and the relative
+    paths refused.
 
     A student's files are data: links, devices and other special files are refused, never followed
     (follow_links=True for the instructor's own files).
@@ -126,6 +127,8 @@ def read_tree(folder, follow_links=False):
     for path in sorted(Path(folder).rglob("*")):
         mode = (path.stat() if follow_links else path.lstat()).st_mode
         relative = path.relative_to(folder).as_posix()
+        if relative in skip:
+            continue
         if stat.S_ISREG(mode):
             files[relative] = path.read_bytes()
         elif not stat.S_ISDIR(mode):

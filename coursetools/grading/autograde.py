@@ -24,6 +24,7 @@ import asyncio
 import os
 import re
 import secrets
+import shutil
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,10 +40,11 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Integer, Unicode
 
 from coursetools import findings, messages
-from coursetools.course import grade_id
+from coursetools.course import grade_id, load_config
 from coursetools.findings import Finding
 from coursetools.grading import kernel
 from coursetools.grading.judge import Judge
+from coursetools.grading.limits import SubmissionLimits
 from coursetools.grading.release import published_sources
 
 QUARANTINE = "quarantine"  # where refused links of submissions are kept, beside submitted/
@@ -392,6 +394,17 @@ def _refuse_links(root, student, assignment, folder, notebooks):
             _refused[(student, assignment)].append(Finding(
                 "link", f"{path.name} was a link: moved to {QUARANTINE}/, graded as the release",
                 student=f"{path.name} is a link, not a notebook: it was graded as the untouched release."))
+    limits = SubmissionLimits(config=load_config(root))
+    names = {Path(path).absolute().relative_to(folder).as_posix() for path in notebooks}
+    left_out = limits.left_out(folder, names)
+    for name, _ in left_out:  # moved unread, like links
+        quarantine = quarantine or _new_quarantine(root, student, assignment)
+        os.rename(folder / name, quarantine / name.replace("/", "__"))
+        release = root / "release" / assignment / name
+        if name in names and release.is_file():
+            shutil.copyfile(release, folder / name)
+    if left_out:
+        _refused.setdefault((student, assignment), []).append(limits.finding(left_out, names))
 
 
 def _new_quarantine(root, student, assignment):
