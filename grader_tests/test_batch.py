@@ -111,6 +111,10 @@ def autograded_cells(root, student, assignment):
     return [(c["cell_type"], c["source"], c.get("outputs")) for c in json.loads(text)["cells"]]
 
 
+def grade_id_of(cell):
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
 def flags(root):
     with open(root / "grading_flags.csv") as file:
         return {(r["student"], r["assignment"]): r["reason"] for r in csv.DictReader(file)}
@@ -348,6 +352,7 @@ RUNAWAY = {
     "c-call": "sum(range(10**12))",  # one long C call: no signal is handled before it returns
 }
 CELL_TIME_LIMIT = 8  # seconds; linear_network's cells take well under one
+RUNAWAY_NOTEBOOK_LIMIT = 45  # seconds: past-notebook-limit sleeps 7 × 7 s before its feedforward answer
 BEFORE_FEEDFORWARD = ["add_bias_columns", "add_bias_input_unchanged", "add_bias_hidden", "train_lesson",
                       "train_hidden"]
 
@@ -357,18 +362,22 @@ def runaway(tmp_path_factory, course_template):
     """The RUNAWAY submissions graded by `course grade` and by a plain, serial `nbgrader autograde`."""
     roots = []
     for way in ("parallel", "serial"):
-        root = new_course(course_template, tmp_path_factory.mktemp(f"runaway-{way}"), [], 300,
-                          cell_time_limit=CELL_TIME_LIMIT)
+        root = new_course(course_template, tmp_path_factory.mktemp(f"runaway-{way}"), [],
+                          RUNAWAY_NOTEBOOK_LIMIT, cell_time_limit=CELL_TIME_LIMIT)
         solution = nbformat.read(notebook_path(root, "solutions", "linear_network"), as_version=4)
         for student, code in RUNAWAY.items():
             submit(root, "linear_network", student, with_answer_prefix(solution, "feedforward", code))
+        sleepy = nbformat.from_dict(json.loads(json.dumps(solution)))
+        at = next(i for i, cell in enumerate(sleepy.cells) if grade_id_of(cell) == "feedforward")
+        sleepy.cells[at:at] = [nbformat.v4.new_code_cell("import time\n\ntime.sleep(7)") for _ in range(7)]
+        submit(root, "linear_network", "past-notebook-limit", sleepy)
         roots.append(root)
     run = course_command(roots[0], "grade", "linear_network", "--workers", "2", "--quiet")
     nbgrader(roots[1], "autograde", "linear_network", "--force")
     return roots, run
 
 
-@pytest.mark.parametrize("student", sorted(RUNAWAY))
+@pytest.mark.parametrize("student", [*sorted(RUNAWAY), "past-notebook-limit"])
 def test_a_cell_past_its_time_limit_keeps_the_points_of_the_cells_before_it(runaway, student):
     """Both ways of grading alike: the tests before the runaway cell keep their points, it and the tests
     after it score zero; a cell that ignores the interrupt stops the kernel and says so, by cell and limit."""
@@ -380,6 +389,9 @@ def test_a_cell_past_its_time_limit_keeps_the_points_of_the_cells_before_it(runa
     if student == "python-loop":
         assert not reason  # interrupted: an ordinary failure of the student's own cell
         assert "CellTimeoutError" in feedback_text(parallel, student)
+    elif student == "past-notebook-limit":
+        assert f"ran past the notebook time limit ({RUNAWAY_NOTEBOOK_LIMIT} s): kernel stopped" in reason
+        assert ours["flagged"] is True and theirs["flagged"] is True
     else:
         stopped = f"cell feedforward ran past the {CELL_TIME_LIMIT} s limit and ignored the interrupt"
         assert f"{stopped}: kernel stopped" in reason

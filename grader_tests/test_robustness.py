@@ -1,27 +1,34 @@
 """Submissions that would exhaust the grader: a data set or a sparse file of gigabytes, a notebook of
-hundreds of MB of outputs, thousands of files. The grader's own memory (coordinator, workers, kernels)
-stays bounded whatever they hold; what is over the limits of a submission is left out unread and the
-student flagged with the files and their sizes; the honest student beside them keeps full marks; and
-plain `nbgrader autograde` leaves the same files out."""
+hundreds of MB of outputs, thousands of files; and every other kind of odd or broken submission. The
+grader's own memory (coordinator, workers; kernels have their own limit) stays bounded whatever they
+hold; what is over the limits of a submission is left out unread and the student flagged with the files
+and their sizes; plain `nbgrader autograde` leaves the same files out; every odd submission ends graded
+or flagged with a reason; and the honest student beside them keeps full marks. (Broken notebooks, time
+limits and hostile code are in test_batch.py and test_attacks.py.)"""
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
-from conftest import CLASSES_GROUP, new_course
-from test_batch import automatic_scores, flags
+from conftest import COURSE_GROUP, ROOT, new_course
+from test_batch import automatic_scores, flags, with_answer_prefix
 
 from coursetools.course import notebook_path, put_environment_on_path
 from coursetools.examples import submit
 
-pytestmark = CLASSES_GROUP  # see conftest.py
+pytestmark = COURSE_GROUP  # see conftest.py (it evens out the two groups)
 
 ASSIGNMENT = "linear_network"
 FULL_MARKS = 13
-PEAK_BOUND = 1.5 * 2**30  # bytes: the largest process the grader made
+PEAK_BOUND = 1.5 * 2**30  # bytes: the grader's own processes together, at their largest
+MEMORY_LOG = ROOT / ".ci" / "artifacts" / "grader_memory.txt"
 BIN = Path(sys.executable).parent
 GRADE = [BIN / "course", "grade", ASSIGNMENT, "--workers", "2", "--quiet"]
 # what each bad submission holds beside the reference solution, and what its flag must say
@@ -30,13 +37,6 @@ HEAVY = {
     "huge-outputs": "linear_network.ipynb (200",
     "many-files": "and 4496 more",  # 5 files named, 4501 left out
 }
-# runs the command given and prints (on stderr, last line) the largest resident size of its processes
-PEAK = ("import resource, subprocess, sys\n"
-        "code = subprocess.run(sys.argv[1:]).returncode\n"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, file=sys.stderr)\n"
-        "sys.exit(code)")
-
-
 def hand_in(root, student):
     solution = nbformat.read(notebook_path(root, "solutions", ASSIGNMENT), as_version=4)
     folder = submit(root, ASSIGNMENT, student, solution).parent
@@ -54,12 +54,38 @@ def hand_in(root, student):
 
 
 def peak_of(root, *command):
-    """Run `command` in `root`; return (its completed process, the largest resident size in bytes of the
-    processes it made)."""
+    """Run `command` in `root`; return (the completed process, the most memory that the grader's own
+    processes held at once, in bytes): the resident sizes of the command and its descendants, sampled
+    every 50 ms, but the sandboxes (bubblewrap and what runs in it: kernels have a limit of their own)."""
     put_environment_on_path()
-    done = subprocess.run([sys.executable, "-c", PEAK, *map(str, command)], cwd=root, capture_output=True,
-                          text=True, check=False)
-    return done, int(done.stderr.strip().splitlines()[-1])
+    process = subprocess.Popen(list(map(str, command)), cwd=root, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    peak, done = 0, threading.Event()
+
+    def sample():
+        nonlocal peak
+        top = psutil.Process(process.pid)
+        while not done.wait(0.05):
+            with contextlib.suppress(psutil.Error):
+                tree = [top, *top.children(recursive=True)]
+                sandboxed = set()
+                for member in tree:
+                    with contextlib.suppress(psutil.Error):
+                        if member.name() == "bwrap":
+                            sandboxed |= {member.pid, *(c.pid for c in member.children(recursive=True))}
+                total = 0
+                for member in tree:
+                    if member.pid not in sandboxed:
+                        with contextlib.suppress(psutil.Error):
+                            total += member.memory_info().rss
+                peak = max(peak, total)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    done.set()
+    sampler.join()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), peak
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +107,20 @@ def heavy(tmp_path_factory, course_template):
     return runs
 
 
+def report_memory(run, peak, mode="a"):
+    """Print the peak, and keep it for the CI log."""
+    line = f"{run}: the grader's processes held at most {peak / 2**20:.0f} MB (bound {PEAK_BOUND / 2**30} GB)"
+    print(line)
+    MEMORY_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with MEMORY_LOG.open(mode) as log:
+        log.write(line + "\n")
+
+
 def test_the_graders_memory_stays_bounded_whatever_is_handed_in(heavy):
-    for way, (_, done, peak) in heavy.items():
-        print(f"{way}: largest process {peak / 2**20:.0f} MB")
+    for index, (way, (_, done, peak)) in enumerate(heavy.items()):
+        report_memory(way, peak, "w" if index == 0 else "a")
         assert done.returncode in (0, 1), done.stdout + done.stderr
-        assert peak < PEAK_BOUND, f"{way}: a process of the grader reached {peak / 2**20:.0f} MB"
+        assert peak < PEAK_BOUND, f"{way}: the grader's processes reached {peak / 2**20:.0f} MB"
     one, ten = heavy["sparse-1g"][2], heavy["sparse-10g"][2]
     assert abs(one - ten) < 0.25 * max(one, ten), (one, ten)  # the size of a file does not matter
 
@@ -112,3 +147,98 @@ def test_the_honest_student_beside_them_keeps_full_marks(heavy):
         scores = automatic_scores(root, "example-correct")
         assert sum(score for cell, score in scores.items() if cell != "flagged") == FULL_MARKS
         assert scores["flagged"] is False
+
+
+# every other kind of odd submission of linear_network, graded in one run, and what must come of it: None
+# (graded, any points, flagged with a reason or not) or (words of the flag, "" for none; automatic points)
+ODD = {
+    "empty-file": ("not a readable notebook", 0),
+    "json-not-a-notebook": ("not a readable notebook", 0),
+    "unknown-nbformat": ("not a readable notebook", 0),
+    "deep-json": ("not a readable notebook", 0),
+    "invalid-utf8": ("not a readable notebook", 0),
+    "odd-file-names": ("", FULL_MARKS),
+    "link-loop-and-fifo": ("not a regular file", FULL_MARKS),
+    "unknown-kernelspec": ("", FULL_MARKS),
+    "20000-cells": ("", FULL_MARKS),
+    "print-50-mb": ("printed more than", FULL_MARKS),
+    "2000-threads": None,
+    "array-3-gb": None,  # within the kernel's 4 GiB of address space, or a MemoryError
+    "closed-stdout": None,
+    "zoë ñ": ("", FULL_MARKS),
+    "with space": ("", FULL_MARKS),
+}
+# code put before the add_bias answer
+ODD_CODE = {
+    "print-50-mb": "import sys\n\nfor _ in range(50):\n    sys.stdout.write('x' * 2**20)",
+    "2000-threads": "import threading\nimport time\n\nfor _ in range(2000):\n"
+                    "    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()",
+    "array-3-gb": "import numpy as np\n\nkept = np.ones(3 * 2**30 // 8)",
+    "closed-stdout": "import os\n\nos.close(1)\nos.close(2)",
+}
+
+
+def hand_in_odd(root, student, solution):
+    if student in ODD_CODE:
+        submit(root, ASSIGNMENT, student, with_answer_prefix(solution, "add_bias", ODD_CODE[student]))
+        return
+    if student == "20000-cells":  # the solution, notes up to 19 500 cells, and 500 code cells that pass
+        solution = nbformat.from_dict(json.loads(json.dumps(solution)))
+        notes = 19_500 - len(solution.cells)
+        solution.cells += [nbformat.v4.new_markdown_cell(f"note {n}") for n in range(notes)]
+        solution.cells += [nbformat.v4.new_code_cell("pass") for _ in range(500)]
+    path = submit(root, ASSIGNMENT, student, solution)
+    folder, text = path.parent, path.read_text()
+    if student == "empty-file":
+        path.write_bytes(b"")
+    elif student == "json-not-a-notebook":
+        path.write_text('{"cells": 3}')
+    elif student == "unknown-nbformat":
+        path.write_text('{"nbformat": 99, "nbformat_minor": 0, "cells": [], "metadata": {}}')
+    elif student == "deep-json":
+        path.write_text('{"cells": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    elif student == "invalid-utf8":
+        path.write_bytes(text.encode().replace(b"import", b"\xff\xfeimport", 1))
+    elif student == "odd-file-names":
+        (folder / "new\nline.txt").write_text("1")
+        (folder / os.fsdecode(b"caf\xe9.txt")).write_text("2")
+    elif student == "link-loop-and-fifo":
+        (folder / "a").symlink_to("b")
+        (folder / "b").symlink_to("a")
+        os.mkfifo(folder / "pipe")
+    elif student == "unknown-kernelspec":
+        path.write_text(text.replace('"name": "python3"', '"name": "no-such-kernel"'))
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory, course_template):
+    """The ODD submissions, a notebook of 20 000 cells and the correct example, graded by `course grade`
+    in one run; the run's peak memory."""
+    root = new_course(course_template, tmp_path_factory.mktemp("odd"), [ASSIGNMENT], 300,
+                      examples=["correct"])
+    solution = nbformat.read(notebook_path(root, "solutions", ASSIGNMENT), as_version=4)
+    for student in ODD:
+        hand_in_odd(root, student, solution)
+    done, peak = peak_of(root, *GRADE)
+    return root, done, peak
+
+
+def test_every_odd_submission_ends_graded_or_flagged_with_a_reason(odd):
+    root, done, peak = odd
+    report_memory("odd submissions", peak)
+    assert done.returncode == 1, done.stdout + done.stderr  # some need a TA
+    assert peak < PEAK_BOUND
+    reasons = flags(root)
+    for student, expected in ODD.items():
+        scores = automatic_scores(root, student)
+        reason = reasons.get((student, ASSIGNMENT), "")
+        assert bool(reason) == scores["flagged"], student
+        if expected:
+            flag, points = expected
+            assert (flag in reason) if flag else not reason, (student, reason)
+            assert points_of(scores) == points, (student, scores)
+    assert points_of(automatic_scores(root, "example-correct")) == FULL_MARKS
+
+
+def points_of(scores):
+    return sum(score for cell, score in scores.items() if cell != "flagged")

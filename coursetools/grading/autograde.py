@@ -209,17 +209,17 @@ class JudgedExecute(Execute):
             nb, resources = super().preprocess(nb, resources, km)
         except CellTimeoutError:  # interrupted at the cell limit, the kernel went on: nbclient shuts it down
             cell = self._running_cell(nb)
-            stopped = (f"cell {cell} ran past the {self.timeout:g} s limit and ignored the interrupt: "
+            stopped = (f"{cell} ran past the {self.timeout:g} s limit and ignored the interrupt: "
                        "kernel stopped")
             nb.cells[self._running].outputs.append(nbformat.v4.new_output(
                 "error", ename="TimeoutError", evalue=stopped, traceback=[f"TimeoutError: {stopped}"]))
             found.append(Finding("cell-time-limit", f"{stopped}; the rest scores zero", student=(
-                f"The cell {cell} ran longer than the time limit ({self.timeout:g} s) and could not be "
-                "interrupted, so grading stopped there: it and the tests after it score zero.")))
+                f"{cell[:1].upper()}{cell[1:]} ran longer than the time limit ({self.timeout:g} s) and could "
+                "not be interrupted, so grading stopped there: it and the tests after it score zero.")))
         except DeadKernelError:
             if self._kernel_id in kernel.killed_for_time:
                 limit = self._kernel.notebook_timeout
-                stopped = (f"cell {self._running_cell(nb)} ran past the notebook time limit "
+                stopped = (f"{self._running_cell(nb)} ran past the notebook time limit "
                            f"({limit:g} s): kernel stopped, the rest scores zero")
                 found.append(Finding("time-limit", stopped, student=(
                     f"Your notebook ran longer than the time limit ({limit:g} s) and was stopped: the tests "
@@ -262,8 +262,11 @@ class JudgedExecute(Execute):
         return nb, resources
 
     def _running_cell(self, nb):
-        """The name of the cell that was running when the kernel was stopped."""
-        return _name(nb.cells[self._running]) if self._running is not None else "(none yet)"
+        """The cell that was running when the kernel was stopped, in words ("cell feedforward")."""
+        if self._running is None:
+            return "the kernel's start"
+        cell = nb.cells[self._running]
+        return f"cell {grade_id(cell)}" if grade_id(cell) else f"the cell {cell.get('id', '?')} (added)"
 
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
