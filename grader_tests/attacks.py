@@ -939,7 +939,7 @@ FILL_SCRATCH = """
 import os as _os
 
 
-def _fill(folder, files=20000, size=0):
+def _fill(folder, files=5000, size=0):
     made = 0
     for number in range(files):
         try:

@@ -167,6 +167,7 @@ ODD = {
     "closed-stdout": None,
     "zoë ñ": ("", FULL_MARKS),
     "with space": ("", FULL_MARKS),
+    "loop-variable-_i": ("", FULL_MARKS),  # a name IPython's history also uses: no score changes for it
 }
 # code put before the add_bias answer
 ODD_CODE = {
@@ -175,6 +176,7 @@ ODD_CODE = {
                     "    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()",
     "array-3-gb": "import numpy as np\n\nkept = np.ones(3 * 2**30 // 8)",
     "closed-stdout": "import os\n\nos.close(1)\nos.close(2)",
+    "loop-variable-_i": "total = 0\nfor _i in range(3):\n    total += _i",
 }
 
 
