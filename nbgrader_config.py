@@ -69,6 +69,9 @@ c.Autograde.autograde_preprocessors = [
 
 # Seconds one cell may run before nbgrader interrupts it and scores it as failed.
 c.Execute.timeout = 60
+# Seconds an interrupted cell has to stop before its kernel is stopped (nbclient waits 4 s, which a loaded
+# machine can miss even for a cell that does stop).
+c.Execute.iopub_timeout = 15
 # Seconds a whole notebook may run: then its kernel is killed and the submission flagged for a TA.
 # Bytes of address space a kernel may use: beyond, the student's cell fails with a MemoryError.
 c.Execute.kernel_manager_class = "coursetools.grading.kernel.GradingKernelManager"

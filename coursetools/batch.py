@@ -20,13 +20,13 @@ import contextlib
 import csv
 import difflib
 import fnmatch
-import itertools
 import os
 import shutil
 import sqlite3
 import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -136,8 +136,14 @@ def make_jobs(root, assignments, submissions):
         releases[assignment] = {path.name: path for path in (root / "release" / assignment).glob("*.ipynb")}
     for assignment, student in submissions:
         folder = root / "submitted" / student / assignment
-        left_out = limits.left_out(folder, releases[assignment])
-        submission, refused = read_tree(folder, skip={name for name, _ in left_out})
+        try:
+            left_out = limits.left_out(folder, releases[assignment])
+            submission, refused = read_tree(folder, skip={name for name, _ in left_out})
+        except OSError as error:  # changed or removed while it was read: this submission alone fails
+            yield Job(assignment, student, {}, course_files[assignment], [Finding(
+                "unreadable-submission", f"submitted/{student}/{assignment} could not be read: {error}",
+                student="Your submission could not be read, so it scored zero: a TA will look at it.")])
+            continue
         found = [Finding("link", f"{name} is not a regular file (a link or a device): ignored",
                          student=f"{name} is a link or a special file: grading left it out.")
                  for name in refused]
@@ -368,50 +374,52 @@ def write_flags(root, results):
 
 def run_jobs(jobs, workers, scheduler=None):
     """Yield a Result per job as workers finish them: local worker processes, or a Dask cluster. Jobs are
-    taken from `jobs` as workers free up, two per worker at most waiting, so the coordinator's memory does
-    not grow with the class."""
-    jobs = iter(jobs)
+    taken from `jobs` as workers free up, at most two per worker in flight, so the coordinator's memory
+    does not grow with the class."""
     if scheduler:
         from dask.distributed import Client
         from dask.distributed import as_completed as dask_completed
 
         with Client(scheduler) as client:
-            waiting = 2 * max(sum(client.nthreads().values()), 1)
-            job_of, finished = {}, dask_completed()
-
-            def submit(job):
+            finished, job_of = dask_completed(), {}
+            for job in jobs:
+                while finished.count() >= 2 * max(sum(client.nthreads().values()), 1):
+                    future = next(finished)
+                    yield _result_or_failure(future, job_of.pop(future.key))
                 future = client.submit(grade_one, job, pure=False)
                 job_of[future.key] = job
                 finished.add(future)
-
-            for job in itertools.islice(jobs, waiting):
-                submit(job)
             for future in finished:
-                for job in itertools.islice(jobs, 1):
-                    submit(job)
                 yield _result_or_failure(future, job_of.pop(future.key))
         return
     # spawn: the coordinator has threads (the progress bar); forking a threaded process is unsafe
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                              initializer=_one_blas_thread) as pool:
-        running = {pool.submit(grade_one, job): job for job in itertools.islice(jobs, 2 * workers)}
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = running.pop(future)
-                for following in itertools.islice(jobs, 1):
-                    running[pool.submit(grade_one, following)] = following
-                yield _result_or_failure(future, job)
+        running = {}
+        for job in jobs:
+            while len(running) >= 2 * workers:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield _result_or_failure(future, running.pop(future))
+            try:
+                running[pool.submit(grade_one, job)] = job
+            except BrokenProcessPool as error:  # a worker died (killed, out of memory): no job starts
+                yield _worker_failed(job, error)
+        for future in as_completed(running):
+            yield _result_or_failure(future, running[future])
 
 
 def _result_or_failure(future, job):
     try:
         return future.result()
     except Exception as error:  # the worker itself failed: report this job, go on with the others
-        failed = Finding("worker-failed", f"the grading worker failed: {error!r}"[:300],
-                         student="Your notebook could not be graded, so it scored zero: a TA will look at "
-                                 "it.")
-        return Result(job.assignment, job.student, {}, findings=[failed])
+        return _worker_failed(job, error)
+
+
+def _worker_failed(job, error):
+    failed = Finding("worker-failed", f"the grading worker failed: {error!r}"[:300],
+                     student="Your notebook could not be graded, so it scored zero: a TA will look at it.")
+    return Result(job.assignment, job.student, {}, findings=[failed])
 
 
 def _one_blas_thread():

@@ -12,6 +12,7 @@ Tests that grade are marked `slow` (by the fixtures they use): `pytest -m "not s
 two kinds of grading tests form two groups that pytest-xdist runs side by side.
 """
 
+import csv
 import json
 import os
 import random
@@ -178,6 +179,28 @@ def grades(root, students, assignments):
                             grade.auto_score, grade.needs_manual_grade, comments.get(grade.name))
                     rows[(student, assignment, "flagged")] = notebook.flagged
     return rows
+
+
+def automatic_scores(root, student, assignment="linear_network"):
+    """{test cell: automatic score, "flagged": flagged} of one submission."""
+    rows = grades(root, [student], [assignment])
+    return {cell: value if cell == "flagged" else value[0] for (_, _, cell), value in rows.items()
+            if cell == "flagged" or value[0] is not None}
+
+
+def flags(root):
+    """{(student, assignment): reason} of grading_flags.csv."""
+    with open(root / "grading_flags.csv") as file:
+        return {(r["student"], r["assignment"]): r["reason"] for r in csv.DictReader(file)}
+
+
+def with_answer_prefix(solution, cell_id, code):
+    """The notebook `solution` with `code` put before the answer of the cell `cell_id`."""
+    notebook = nbformat.from_dict(json.loads(json.dumps(solution)))
+    for cell in notebook.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == cell_id:
+            cell.source = f"{code}\n{cell.source}"
+    return notebook
 
 
 def load_json(path):

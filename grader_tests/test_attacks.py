@@ -27,9 +27,16 @@ from pathlib import Path
 import nbformat
 import pytest
 from attacks import ATTACKS, submit_attack
-from conftest import CLASSES_GROUP, course_command, grades, new_course, private_uids, secret_lines
+from conftest import (
+    CLASSES_GROUP,
+    course_command,
+    grades,
+    new_course,
+    private_uids,
+    secret_lines,
+    with_answer_prefix,
+)
 from nbgrader.api import Gradebook
-from test_batch import with_answer_prefix
 
 from coursetools import findings
 from coursetools.course import gradebook_url, nbgrader, notebook_path

@@ -10,13 +10,22 @@ import shutil
 
 import nbformat
 import pytest
-from conftest import CLASSES_GROUP, ROOT, course_command, grades, new_course
+from conftest import (
+    CLASSES_GROUP,
+    ROOT,
+    automatic_scores,
+    course_command,
+    flags,
+    grades,
+    new_course,
+    with_answer_prefix,
+)
 from nbgrader.api import Gradebook
 from sqlalchemy import text
 
 from coursetools import findings, messages
 from coursetools.batch import JOB_GRADEBOOK, NOT_GRADED, make_jobs
-from coursetools.course import gradebook_url, nbgrader, notebook_path
+from coursetools.course import grade_id, gradebook_url, nbgrader, notebook_path
 from coursetools.examples import submit
 
 pytestmark = CLASSES_GROUP  # see conftest.py
@@ -43,14 +52,6 @@ STRAYS = [
 # seconds: the "slow" submission sleeps 120 s in a single cell; honest notebooks take a few seconds, more
 # when the machine is busy
 NOTEBOOK_TIME_LIMIT = 30
-
-
-def with_answer_prefix(solution, cell_id, code):
-    notebook = nbformat.from_dict(json.loads(json.dumps(solution)))
-    for cell in notebook.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == cell_id:
-            cell.source = f"{code}\n{cell.source}"
-    return notebook
 
 
 def submit_broken(root):
@@ -109,15 +110,6 @@ def autograded_cells(root, student, assignment):
     text = notebook_path(root, "autograded", assignment, student).read_text()
     text = re.sub(r"/[^\s\"'\\]*?/autograded/", "<course>/autograded/", text)
     return [(c["cell_type"], c["source"], c.get("outputs")) for c in json.loads(text)["cells"]]
-
-
-def grade_id_of(cell):
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
-
-
-def flags(root):
-    with open(root / "grading_flags.csv") as file:
-        return {(r["student"], r["assignment"]): r["reason"] for r in csv.DictReader(file)}
 
 
 def test_exit_code_says_that_submissions_need_attention(graded):
@@ -368,7 +360,7 @@ def runaway(tmp_path_factory, course_template):
         for student, code in RUNAWAY.items():
             submit(root, "linear_network", student, with_answer_prefix(solution, "feedforward", code))
         sleepy = nbformat.from_dict(json.loads(json.dumps(solution)))
-        at = next(i for i, cell in enumerate(sleepy.cells) if grade_id_of(cell) == "feedforward")
+        at = next(i for i, cell in enumerate(sleepy.cells) if grade_id(cell) == "feedforward")
         sleepy.cells[at:at] = [nbformat.v4.new_code_cell("import time\n\ntime.sleep(7)") for _ in range(7)]
         submit(root, "linear_network", "past-notebook-limit", sleepy)
         roots.append(root)
@@ -397,13 +389,6 @@ def test_a_cell_past_its_time_limit_keeps_the_points_of_the_cells_before_it(runa
         assert f"{stopped}: kernel stopped" in reason
         assert ours["flagged"] is True and theirs["flagged"] is True
         assert "could not be interrupted" in feedback_text(parallel, student)
-
-
-def automatic_scores(root, student, assignment="linear_network"):
-    """{test cell: automatic score, "flagged": flagged} of one submission."""
-    rows = grades(root, [student], [assignment])
-    return {cell: value if cell == "flagged" else value[0] for (_, _, cell), value in rows.items()
-            if cell == "flagged" or value[0] is not None}
 
 
 def test_failed_regrade_leaves_no_old_scores(graded):

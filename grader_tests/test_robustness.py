@@ -17,10 +17,11 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from conftest import COURSE_GROUP, ROOT, new_course
-from test_batch import automatic_scores, flags, with_answer_prefix
+from conftest import COURSE_GROUP, ROOT, automatic_scores, flags, new_course, with_answer_prefix
+from nbgrader.api import Gradebook
 
-from coursetools.course import notebook_path, put_environment_on_path
+from coursetools import findings, messages
+from coursetools.course import gradebook_url, notebook_path, put_environment_on_path
 from coursetools.examples import submit
 
 pytestmark = COURSE_GROUP  # see conftest.py (it evens out the two groups)
@@ -130,6 +131,10 @@ def test_what_is_over_the_limits_is_left_out_and_said_both_ways(heavy, student):
     root, _, _ = heavy["grade"]
     assert HEAVY[student] in flags(root)[(student, ASSIGNMENT)]
     plain, _, _ = heavy["autograde"]
+    with Gradebook(gradebook_url(plain)) as gradebook:
+        _, recorded = messages.read(gradebook.db)
+    said = recorded[(recorded["student"] == student) & (recorded["assignment"] == ASSIGNMENT)]
+    assert HEAVY[student] in findings.reason(messages.as_findings(said))  # plain nbgrader says the same
     scores = [automatic_scores(way, student) for way in (root, plain)]
     assert scores[0] == scores[1]
     assert scores[0]["flagged"] is True

@@ -208,13 +208,12 @@ class JudgedExecute(Execute):
         try:
             nb, resources = super().preprocess(nb, resources, km)
         except CellTimeoutError:  # interrupted at the cell limit, the kernel went on: nbclient shuts it down
-            cell = self._running_cell(nb)
-            stopped = (f"{cell} ran past the {self.timeout:g} s limit and ignored the interrupt: "
-                       "kernel stopped")
+            cell, limit = self._running_cell(nb), f"{self.timeout:g} s" if self.timeout else "no"
+            stopped = f"{cell} ran past the {limit} limit and ignored the interrupt: kernel stopped"
             nb.cells[self._running].outputs.append(nbformat.v4.new_output(
                 "error", ename="TimeoutError", evalue=stopped, traceback=[f"TimeoutError: {stopped}"]))
             found.append(Finding("cell-time-limit", f"{stopped}; the rest scores zero", student=(
-                f"{cell[:1].upper()}{cell[1:]} ran longer than the time limit ({self.timeout:g} s) and could "
+                f"{cell[:1].upper()}{cell[1:]} ran longer than the time limit ({limit}) and could "
                 "not be interrupted, so grading stopped there: it and the tests after it score zero.")))
         except DeadKernelError:
             if self._kernel_id in kernel.killed_for_time:
@@ -398,7 +397,7 @@ def _refuse_links(root, student, assignment, folder, notebooks):
                 "link", f"{path.name} was a link: moved to {QUARANTINE}/, graded as the release",
                 student=f"{path.name} is a link, not a notebook: it was graded as the untouched release."))
     limits = SubmissionLimits(config=load_config(root))
-    names = {Path(path).absolute().relative_to(folder).as_posix() for path in notebooks}
+    names = {path.name for path in (root / "release" / assignment).glob("*.ipynb")}  # counted first
     left_out = limits.left_out(folder, names)
     for name, _ in left_out:  # moved unread, like links
         quarantine = quarantine or _new_quarantine(root, student, assignment)

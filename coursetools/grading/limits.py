@@ -5,6 +5,7 @@ it, without reading them; both grading paths apply the same limits (the pre-conv
 autograde`, batch.make_jobs for `course grade`).
 """
 
+import os
 import stat
 from pathlib import Path
 
@@ -43,9 +44,9 @@ class SubmissionLimits(Configurable):
 
     def finding(self, left_out, notebooks):
         """What TAs and the student read about the files left out, with their sizes."""
-        names = [f"{name} ({size_text(size)})" for name, size in left_out[:5]]
+        names = [f"{printable(name)} ({size_text(size)})" for name, size in left_out[:5]]
         listed = ", ".join(names) + (f" and {len(left_out) - 5} more" if len(left_out) > 5 else "")
-        release = ", ".join(name for name, _ in left_out if name in notebooks)
+        release = ", ".join(printable(name) for name, _ in left_out if name in notebooks)
         rule = f"{size_text(self.max_bytes)} in {self.max_files} files"
         return Finding(
             "too-big", f"left out of grading, over the limit of a submission ({rule}): {listed}"
@@ -53,6 +54,11 @@ class SubmissionLimits(Configurable):
             student=f"A submission may hold {rule}: grading left out {listed}"
                     + (f", so {release} was graded as the untouched release and scored zero" if release
                        else "") + ".")
+
+
+def printable(name):
+    """A file name as text that any database stores: bytes that are not UTF-8 written as escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def size_text(size):
