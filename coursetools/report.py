@@ -63,14 +63,14 @@ def collect(root):
     grades["message"] = grades["message"].fillna("")
     found = {key: messages.as_findings(rows) for key, rows in recorded.groupby(["student", "assignment"])}
     flags = read_flags(root)
-    keys = list(zip(scores["student"], scores["assignment"], strict=True))
+    submissions = list(zip(scores["student"], scores["assignment"], strict=True))
     scores["reason"] = [
         flags.get(key) or findings.reason(found.get(key, [])) or "flagged in the gradebook" if flagged else ""
-        for key, flagged in zip(keys, scores["flagged"], strict=True)
+        for key, flagged in zip(submissions, scores["flagged"], strict=True)
     ]
-    scores["notes"] = [findings.notes(found.get(key, [])) for key in keys]
+    scores["notes"] = [findings.notes(found.get(key, [])) for key in submissions]
     scores["example"] = scores["student"].str.startswith(EXAMPLE_STUDENT_PREFIX)
-    graded = set(keys)
+    graded = set(submissions)
     strays = pd.DataFrame([(student, assignment, reason) for (student, assignment), reason in flags.items()
                            if (student, assignment) not in graded],
                           columns=["student", "assignment", "reason"])

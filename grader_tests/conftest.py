@@ -28,7 +28,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from coursetools import corpus
-from coursetools.course import assignments, copy_course, gradebook_url, nbgrader, notebook_path
+from coursetools.course import assignments, copy_course, grade_id, gradebook_url, nbgrader, notebook_path
 from coursetools.examples import submit, submit_examples
 
 REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.DOTALL)
@@ -198,7 +198,7 @@ def with_answer_prefix(solution, cell_id, code):
     """The notebook `solution` with `code` put before the answer of the cell `cell_id`."""
     notebook = nbformat.from_dict(json.loads(json.dumps(solution)))
     for cell in notebook.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == cell_id:
+        if grade_id(cell) == cell_id:
             cell.source = f"{code}\n{cell.source}"
     return notebook
 
