@@ -24,7 +24,7 @@ from nbgrader.preprocessors import (
 
 from coursetools.course import silence_known_warnings
 from coursetools.grading.autograde import JudgedExecute, RecordMessages, RestoreInstructorCells, refuse_links
-from coursetools.grading.feedback import FeedbackForStudents
+from coursetools.grading.feedback import FeedbackExporter, FeedbackForStudents
 from coursetools.grading.release import ClearHiddenTestsQuietly
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
@@ -113,3 +113,5 @@ c.GenerateSolution.preprocessors = [
 # hidden-test source (plain nbgrader would copy the hidden tests into every student's feedback), no TA
 # notes and no paths of the grading machine.
 c.GenerateFeedback.preprocessors = [GetGrades, FeedbackForStudents, CSSHTMLHeaderPreprocessor]
+# nbconvert's HTML export, with its templates compiled once per process instead of once per notebook
+c.GenerateFeedback.exporter_class = FeedbackExporter

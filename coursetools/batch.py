@@ -42,6 +42,7 @@ from sqlalchemy import text
 from coursetools import findings, messages
 from coursetools.course import grade_id, load_config, read_tree, write_tree
 from coursetools.findings import Finding
+from coursetools.grading import kernel
 from coursetools.grading.feedback import notice_page
 from coursetools.grading.limits import SubmissionLimits
 from coursetools.messages import failure_messages
@@ -208,6 +209,7 @@ def grade_one(job):
         config = load_config(scratch)
         # the job's own gradebook, whatever db_url the course uses: a worker never opens the course's
         config.CourseDirectory.db_url = f"sqlite:///{scratch / JOB_GRADEBOOK}"
+        config.RecordMessages.enabled = False  # record() keeps the messages, in the course's gradebook
         api = NbGraderAPI(config=config)
         outcome = api.autograde(job.assignment, job.student, force=True, create=True)
         if not outcome["success"] and not unreadable:
@@ -434,13 +436,17 @@ def grade_class(root, assignments, known, students="*", workers=None, scheduler=
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     config = load_config(root)
+    # one kernel template for every worker of this machine, importing the libraries while the rest starts
+    template = kernel.start_shared_template(config)
     submissions, results = survey(root, assignments, known, students)
     jobs = make_jobs(root, assignments, submissions)  # made as workers free up
     workers = workers or os.cpu_count() or 1
     failed = len(results)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("failed {task.fields[failed]}"), TimeRemainingColumn()]
-    with Progress(*columns, disable=quiet) as progress:
+    with Progress(*columns, disable=quiet) as progress, contextlib.ExitStack() as stack:
+        if template:
+            stack.callback(template.stop)
         task = progress.add_task("grading", total=len(submissions), failed=0)
         for result in run_jobs(jobs, workers, scheduler):
             record(root, result, config)

@@ -40,7 +40,7 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Integer, Unicode
 
 from coursetools import findings, messages
-from coursetools.course import grade_id, load_config
+from coursetools.course import grade_id, load_config, read_instructor_notebook
 from coursetools.findings import Finding
 from coursetools.grading import kernel
 from coursetools.grading.judge import Judge
@@ -163,7 +163,7 @@ class RestoreInstructorCells(OverwriteCells):
     def _restore_metadata(self, nb, info):
         coursedir = CourseDirectory(config=self.config)
         folder = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
-        cells = nbformat.read(folder / f"{info['notebook']}.ipynb", as_version=4).cells
+        cells = read_instructor_notebook(folder / f"{info['notebook']}.ipynb").cells
         trusted = {grade_id(c): c.metadata for c in cells if grade_id(c)}
         changed = []
         for cell in nb.cells:
@@ -198,7 +198,7 @@ class JudgedExecute(Execute):
         info = resources["nbgrader"]
         coursedir = CourseDirectory(config=self.config)
         folder = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
-        source = nbformat.read(folder / f"{info['notebook']}.ipynb", as_version=4)
+        source = read_instructor_notebook(folder / f"{info['notebook']}.ipynb")
         self.judge = Judge(source, folder / "checks.py", timeout=self.timeout or 60,
                            max_bytes=self.answer_limit, transcript=self.transcript or None)
         self._printed, self._cut, self._kernel_id, self._kernel = {}, set(), None, None

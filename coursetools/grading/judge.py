@@ -30,12 +30,14 @@ import types
 import warnings
 from collections import OrderedDict
 from pathlib import Path
+from queue import Empty
 
 import nbformat
 from jupyter_client.blocking.client import BlockingKernelClient
 from nbgrader import utils
 
 from coursetools.course import grade_id
+from coursetools.grading.kernel import is_idle
 from coursetools.student import shim, wire
 
 STUDENT_SIDE = [wire, shim]  # modules whose source runs in the student's kernel, in this order
@@ -60,9 +62,26 @@ class Kernel:
         self.client.load_connection_info(km.get_connection_info())  # a session of its own: each client
         # checks the signatures it has seen, so two clients sharing one session would drop each other's
         self.client.start_channels()
-        self.client.wait_for_ready(timeout=timeout)  # iopub subscribed: no answer is missed
+        self._wait_for_ready(timeout)  # iopub subscribed: no answer is missed
         self.gone = ""  # why the kernel can answer no more
         self._comm = None
+
+    def _wait_for_ready(self, timeout):
+        """Ready when the kernel has answered kernel_info on both channels (as GradingKernelClient; the
+        blocking client's wait_for_ready also waits for 0.2 s of silence)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            request = self.client.kernel_info()
+            try:
+                if self.client.get_shell_msg(timeout=1)["msg_type"] == "kernel_info_reply":
+                    while True:  # iopub is subscribed once it brings this request's idle status
+                        message = self.client.get_iopub_msg(timeout=0.05)
+                        if message["parent_header"].get("msg_id") == request and is_idle(message):
+                            return
+            except Empty:
+                if not self._alive():
+                    break
+        raise KernelGone("the kernel did not answer the judge")
 
     def run(self, code):
         """Run `code` in the kernel; raise if it fails."""
