@@ -42,7 +42,7 @@ from sqlalchemy import text
 from coursetools import findings, messages
 from coursetools.course import grade_id, load_config, read_tree, write_tree
 from coursetools.findings import Finding
-from coursetools.grading import kernel
+from coursetools.grading import judge, kernel
 from coursetools.grading.feedback import notice_page
 from coursetools.grading.limits import SubmissionLimits
 from coursetools.messages import failure_messages
@@ -394,9 +394,13 @@ def run_jobs(jobs, workers, scheduler=None):
             for future in finished:
                 yield _result_or_failure(future, job_of.pop(future.key))
         return
-    # spawn: the coordinator has threads (the progress bar); forking a threaded process is unsafe
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                             initializer=_one_blas_thread) as pool:
+    # forkserver: the coordinator has threads (the progress bar), so forking it is unsafe; workers are
+    # forked from a server process that imports the grading modules once for all of them
+    context = get_context("forkserver")
+    context.set_forkserver_preload(["coursetools.batch"])
+    _one_blas_thread()  # before the server imports numpy
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                             initargs=(_shared_with_workers(),)) as pool:
         running = {}
         for job in jobs:
             while len(running) >= 2 * workers:
@@ -429,6 +433,23 @@ def _one_blas_thread():
         os.environ[variable] = "1"
 
 
+# what a grading run tells its workers (the server that forks them may be older than this run)
+WORKER_VARIABLES = (kernel.NO_SANDBOX_VARIABLE, kernel.TEMPLATE_VARIABLE, judge.REFERENCES_VARIABLE)
+
+
+def _shared_with_workers():
+    return {name: os.environ.get(name) for name in WORKER_VARIABLES}
+
+
+def _start_worker(variables):
+    _one_blas_thread()
+    for name, value in variables.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def grade_class(root, assignments, known, students="*", workers=None, scheduler=None, quiet=False):
     """Grade every submission of `assignments` (of the course's `known` assignments) by the students whose
     id matches `students`; return the results, those of what could not be graded as an assignment
@@ -438,6 +459,10 @@ def grade_class(root, assignments, known, students="*", workers=None, scheduler=
     config = load_config(root)
     # one kernel template for every worker of this machine, importing the libraries while the rest starts
     template = kernel.start_shared_template(config)
+    # reference results computed once for the whole run, not once per worker
+    memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    references = tempfile.mkdtemp(prefix="references-", dir=memory)
+    os.environ[judge.REFERENCES_VARIABLE] = references
     submissions, results = survey(root, assignments, known, students)
     jobs = make_jobs(root, assignments, submissions)  # made as workers free up
     workers = workers or os.cpu_count() or 1
@@ -447,6 +472,8 @@ def grade_class(root, assignments, known, students="*", workers=None, scheduler=
     with Progress(*columns, disable=quiet) as progress, contextlib.ExitStack() as stack:
         if template:
             stack.callback(template.stop)
+        stack.callback(shutil.rmtree, references, ignore_errors=True)
+        stack.callback(os.environ.pop, judge.REFERENCES_VARIABLE, None)
         task = progress.add_task("grading", total=len(submissions), failed=0)
         for result in run_jobs(jobs, workers, scheduler):
             record(root, result, config)

@@ -23,6 +23,8 @@ import hashlib
 import io
 import json
 import marshal
+import os
+import pickle
 import secrets
 import sys
 import time
@@ -42,6 +44,7 @@ from coursetools.student import shim, wire
 
 STUDENT_SIDE = [wire, shim]  # modules whose source runs in the student's kernel, in this order
 REMEMBERED = 512  # reference results kept per process
+REFERENCES_VARIABLE = "COURSE_REFERENCE_RESULTS"  # a folder where a grading run's workers share them
 _references = OrderedDict()  # digest -> result, across the submissions this process grades
 _prefixes = {}  # digest of a notebook's first instructor cells -> (namespace they made, shared names)
 _checks = {}  # digest of its source -> the course's checks module
@@ -363,11 +366,28 @@ def remember(function, args, kwargs):
     except (wire.NotData, TypeError, ValueError):
         return function(*args, **kwargs)  # inputs that are not data: nothing to key on
     if key not in _references:
-        _references[key] = function(*args, **kwargs)
+        _references[key] = _computed(function, args, kwargs, key)
         while len(_references) > REMEMBERED:
             _references.popitem(last=False)
     _references.move_to_end(key)
     return copy.deepcopy(_references[key])
+
+
+def _computed(function, args, kwargs, key):
+    """A reference function's result: from the folder that the workers of a grading run share (the
+    coordinator's private folder; no kernel can reach it), or computed and put there for the others."""
+    folder = os.environ.get(REFERENCES_VARIABLE)
+    path = Path(folder) / f"{key.hex()}.pickle" if folder else None
+    if path is not None and path.is_file():
+        with contextlib.suppress(Exception):  # a result being written, or unreadable: compute it
+            return pickle.loads(path.read_bytes())
+    result = function(*args, **kwargs)
+    if path is not None:
+        with contextlib.suppress(Exception):  # a result that cannot be kept is computed again elsewhere
+            written = path.with_name(f"{path.name}.{os.getpid()}")
+            written.write_bytes(pickle.dumps(result))
+            written.rename(path)
+    return result
 
 
 def _digest(function, args, kwargs):

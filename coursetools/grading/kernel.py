@@ -617,6 +617,11 @@ class _Spare:
 atexit.register(_Spare.discard_ready)
 
 
+def spare_ready():
+    """Whether this process has a spare kernel ready for the next notebook."""
+    return _Spare._ready is not None
+
+
 class KernelTemplate:
     """A kernel template (coursetools/grading/template.py): a process in a sandbox of its own that has
     imported the libraries once and forks a kernel into each new kernel sandbox, in a tenth of a second
