@@ -189,6 +189,30 @@ def test_reference_results_are_remembered_for_the_same_code_and_inputs():
     assert len(made) == 1
 
 
+def test_workers_of_a_grading_run_share_reference_results(tmp_path, monkeypatch):
+    """What one worker computed, another reads from the run's folder instead of computing it again."""
+    import numpy as np
+
+    from coursetools.grading import judge
+
+    monkeypatch.setenv(judge.REFERENCES_VARIABLE, str(tmp_path))
+    runs = []
+
+    def reference(features):
+        runs.append(1)
+        return np.asarray(features) * 2.0
+
+    first = judge.remember(reference, ([1, 2, 7],), {})
+    assert len(list(tmp_path.iterdir())) == 1
+    judge._references.clear()  # another worker: nothing in its memory
+    second = judge.remember(reference, ([1, 2, 7],), {})
+    assert len(runs) == 1 and np.array_equal(first, second) and second.dtype == np.float64
+    monkeypatch.delenv(judge.REFERENCES_VARIABLE)
+    judge._references.clear()  # without the folder, each process computes its own
+    judge.remember(reference, ([1, 2, 7],), {})
+    assert len(runs) == 2
+
+
 def test_the_kernel_and_the_helpers_build_and_replace_alike():
     """The shim runs what checks.py runs in a student's own Jupyter (it cannot import checks.py): the two
     copies of `build` and `_replaced` must stay the same."""

@@ -19,6 +19,11 @@ Student code is untrusted. Each grading kernel runs in a bubblewrap sandbox:
 The kernel talks to nbclient over ZMQ `ipc` sockets in its runtime folder (TCP cannot cross the network
 namespace), and is interrupted by a message, not a signal.
 
+As root, a kernel is not started but forked (KernelTemplate, coursetools/grading/template.py): a template
+process that has imported the libraries once joins each new sandbox's namespaces and forks the kernel
+into it, which takes the sandbox's user id, limits and environment and gives up every capability; while a
+notebook runs, the next kernel is forked into a sandbox of its own (_Spare), ready when asked for.
+
 Outside the sandbox this manager kills a kernel, with every process it started, once it has lived for
 `notebook_timeout` seconds (nbgrader limits each cell, not a whole notebook), and after the kernel has
 ended it kills and counts any process that the kernel's user left behind.
