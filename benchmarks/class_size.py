@@ -89,7 +89,7 @@ def measure(root, size, workers):
     made, _ = timed(lambda: past_students(root, size))
     new_submissions(root)
     submissions, _ = batch.survey(root, [ASSIGNMENT], assignments(root), "new-*")
-    job = next(batch.make_jobs(root, [ASSIGNMENT], submissions[:1]))
+    job = next(batch.make_jobs(root, submissions[:1]))
     grading, results = timed(lambda: batch.grade_class(root, [ASSIGNMENT], assignments(root), "new-*",
                                                        workers=workers, quiet=True))
     assert len(results) == NEW and not [r for r in results if r.reason], [r.reason for r in results]

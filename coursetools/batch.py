@@ -28,7 +28,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import forkserver, get_context
 from pathlib import Path
 
 import nbformat
@@ -118,7 +118,7 @@ def _stray(student, name, kind, detail):
     return Result(name, student, {}, findings=[Finding(kind, detail)], graded=False)
 
 
-def make_jobs(root, assignments, submissions):
+def make_jobs(root, submissions):
     """A Job per (assignment, student) of `submissions`, made one at a time as they are asked for: a job
     holds its submission's files, so a class is never in memory at once. Files beyond the course's
     SubmissionLimits are left out unread (a notebook among them is replaced by the release)."""
@@ -126,7 +126,8 @@ def make_jobs(root, assignments, submissions):
     coursedir = CourseDirectory(config=config, root=str(root))
     limits = SubmissionLimits(config=config)
     course_files, instructor, releases = {}, {}, {}
-    for assignment in assignments:
+
+    def read(assignment):  # what every job of an assignment carries: read when its first job is made
         # the instructor's files are trusted: links among them (checks.py) are followed
         instructor[assignment], _ = read_tree(root / "source" / assignment, follow_links=True)
         course_files[assignment] = {f"source/{assignment}/{name}": data
@@ -135,7 +136,10 @@ def make_jobs(root, assignments, submissions):
         course_files[assignment][JOB_GRADEBOOK] = definition_gradebook(coursedir.db_url, coursedir.course_id,
                                                                       assignment)
         releases[assignment] = {path.name: path for path in (root / "release" / assignment).glob("*.ipynb")}
+
     for assignment, student in submissions:
+        if assignment not in course_files:
+            read(assignment)
         folder = root / "submitted" / student / assignment
         try:
             left_out = limits.left_out(folder, releases[assignment])
@@ -163,7 +167,9 @@ def definition_gradebook(db_url, course_id, assignment):
     """The bytes of a new SQLite gradebook that holds `assignment`'s definition alone (its notebooks and
     cells, as nbgrader generate_assignment recorded them), no student and no grade: what nbgrader's
     autograde in a worker needs, a few kilobytes for a class of any size."""
-    with tempfile.TemporaryDirectory(prefix="job-gradebook-") as folder:
+    # in memory where the machine has a tmpfs: nbgrader commits each cell it adds
+    memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="job-gradebook-", dir=memory) as folder:
         path = Path(folder) / JOB_GRADEBOOK
         with Gradebook(db_url, course_id) as course:
             # the course's schema version, written first: nbgrader then sees a gradebook that exists and
@@ -396,9 +402,7 @@ def run_jobs(jobs, workers, scheduler=None):
         return
     # forkserver: the coordinator has threads (the progress bar), so forking it is unsafe; workers are
     # forked from a server process that imports the grading modules once for all of them
-    context = get_context("forkserver")
-    context.set_forkserver_preload(["coursetools.batch"])
-    _one_blas_thread()  # before the server imports numpy
+    context = start_worker_server()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
                              initargs=(_shared_with_workers(),)) as pool:
         running = {}
@@ -426,6 +430,16 @@ def _worker_failed(job, error):
     failed = Finding("worker-failed", f"the grading worker failed: {error!r}"[:300],
                      student="Your notebook could not be graded, so it scored zero: a TA will look at it.")
     return Result(job.assignment, job.student, {}, findings=[failed])
+
+
+def start_worker_server():
+    """Start the server process that forks the local workers (it imports the grading modules meanwhile);
+    return its multiprocessing context."""
+    context = get_context("forkserver")
+    context.set_forkserver_preload(["coursetools.batch"])
+    _one_blas_thread()  # before the server imports numpy
+    forkserver.ensure_running()
+    return context
 
 
 def _one_blas_thread():
@@ -459,12 +473,14 @@ def grade_class(root, assignments, known, students="*", workers=None, scheduler=
     config = load_config(root)
     # one kernel template for every worker of this machine, importing the libraries while the rest starts
     template = kernel.start_shared_template(config)
+    if not scheduler:
+        start_worker_server()  # its imports overlap with reading the class
     # reference results computed once for the whole run, not once per worker
     memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     references = tempfile.mkdtemp(prefix="references-", dir=memory)
     os.environ[judge.REFERENCES_VARIABLE] = references
     submissions, results = survey(root, assignments, known, students)
-    jobs = make_jobs(root, assignments, submissions)  # made as workers free up
+    jobs = make_jobs(root, submissions)  # made as workers free up
     workers = workers or os.cpu_count() or 1
     failed = len(results)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -298,7 +298,7 @@ def test_a_job_carries_the_assignment_not_the_class(graded, tmp_path):
     """What a worker gets of the gradebook (also over the network, with Dask): the assignment's definition,
     as the course's gradebook holds it, and no student and no grade; so a job does not grow with the class."""
     parallel, _, _ = graded
-    [job] = make_jobs(parallel, ASSIGNMENTS, [("linear_network", "example-correct")])
+    [job] = make_jobs(parallel, [("linear_network", "example-correct")])
     assert set(job.course) == {JOB_GRADEBOOK, "nbgrader_config.py", "source/linear_network/checks.py",
                                "source/linear_network/linear_network.ipynb"}
     path = tmp_path / JOB_GRADEBOOK
