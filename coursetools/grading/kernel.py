@@ -36,6 +36,7 @@ import atexit
 import contextlib
 import fcntl
 import json
+import multiprocessing.util
 import os
 import select
 import shlex
@@ -542,6 +543,7 @@ class _Spare:
 
     _ready = None  # this process's spare, once made
     _making = False
+    _cleanup_in = None  # the process whose exit ends its spare
     _lock = threading.Lock()
 
     def __init__(self, manager, name):
@@ -576,6 +578,11 @@ class _Spare:
             if cls._ready is not None or cls._making:
                 return
             cls._making = True
+            if cls._cleanup_in != os.getpid():
+                cls._cleanup_in = os.getpid()
+                atexit.register(cls.discard_ready)
+                # a grading worker ends through multiprocessing, which runs its finalizers, not atexit's
+                multiprocessing.util.Finalize(None, cls.discard_ready, exitpriority=10)
 
         def make():  # the thread lives as long as the sandbox: bwrap ends with the thread that started it
             try:
@@ -589,6 +596,12 @@ class _Spare:
             with cls._lock:
                 cls._ready = spare
             spare.process.wait()
+            with cls._lock:  # ended before anyone took it: its cell is nobody else's to release
+                untaken = cls._ready is spare
+                if untaken:
+                    cls._ready = None
+            if untaken:
+                spare.cell.release()
 
         threading.Thread(target=make, name="spare-kernel", daemon=True).start()
 
@@ -613,13 +626,19 @@ class _Spare:
 
     @classmethod
     def discard_ready(cls):
-        with cls._lock:
-            spare, cls._ready = cls._ready, None
+        """End this process's spare (at its exit), waiting a moment for one that is being made."""
+        for _ in range(100):
+            with cls._lock:
+                if not cls._making:
+                    spare, cls._ready = cls._ready, None
+                    break
+            time.sleep(0.1)
+        else:
+            return
         if spare is not None:
             spare.discard()
 
 
-atexit.register(_Spare.discard_ready)
 
 
 def spare_ready():
