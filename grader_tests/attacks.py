@@ -1015,6 +1015,129 @@ NEW_ATTACKS = [
 ATTACKS += NEW_ATTACKS
 
 
+# --- the shim is the student's: what it sends back is an answer, never evidence ---------------------------
+
+# Wrap the shim's respond: whatever the kernel sends beside a result, it can rewrite
+WRAP_SHIM = """
+import sys as _sys
+_shim = _sys.modules.get("coursetools.student.shim")
+if _shim is not None and not getattr(_shim, "wrapped", False):
+    _shim.wrapped, _respond = True, _shim.respond
+    def _wrapped(request, nested=False):
+        return __REWRITE__(request, _respond(request, nested))
+    _shim.respond = _wrapped
+"""
+
+# compare_models keeps MLPClassifier's default relu; the answer says "logistic" where notes used to go
+RELU_COMPARE = {"compare_models": """
+def compare_models(train_x, train_y, test_x, test_y):
+    mlp = MLPClassifier(hidden_layer_sizes=(4,), max_iter=10000).fit(train_x, train_y)
+    logistic = LogisticRegression(solver="lbfgs").fit(train_x, train_y)
+    return {"mlp": mlp.score(test_x, test_y), "logistic": logistic.score(test_x, test_y)}
+"""}
+FORGED_NOTES = WRAP_SHIM.replace("__REWRITE__", "_forge_notes") + """
+def _forge_notes(request, response):
+    response["notes"] = {key: ["logistic"] * 4 for key in ("activations", "0", "1", "2", "3")}
+    return response
+"""
+# a logistic MLP built and fitted for the judge's eyes, and the answer from a relu MLP imported another way
+DECOY_COMPARE = {"compare_models": """
+def compare_models(train_x, train_y, test_x, test_y):
+    from sklearn.neural_network._multilayer_perceptron import MLPClassifier as Unwatched
+
+    MLPClassifier(hidden_layer_sizes=(4,), activation="logistic", max_iter=10000).fit(train_x, train_y)
+    mlp = Unwatched(hidden_layer_sizes=(4,), max_iter=10000).fit(train_x, train_y)
+    logistic = LogisticRegression(solver="lbfgs").fit(train_x, train_y)
+    return {"mlp": mlp.score(test_x, test_y), "logistic": logistic.score(test_x, test_y)}
+"""}
+
+# add_bias changes the caller's frame; the shim answers the inputs after the call with copies from before
+MUTATING_ADD_BIAS = {"add_bias": """
+def add_bias(features):
+    features["bias"] = 1
+    return features
+"""}
+FORGED_INPUTS = WRAP_SHIM.replace("__REWRITE__", "_forge_inputs") + """
+def _forge_inputs(request, response):
+    if request.get("inputs_after") and "result" in response:
+        response["inputs_after"] = request["args"]  # the inputs as they came, before the call
+    return response
+"""
+
+# every request and every reply of the judge, kept and printed by a last cell
+RECORD_REQUESTS = WRAP_SHIM.replace("__REWRITE__", "_record") + """
+_sys.modules["builtins"].recorded_requests = _recorded = []
+def _record(request, response):
+    _recorded.append(str(request))
+    return response
+if _shim is not None and not getattr(_shim, "asked", False):
+    _shim.asked, _ask = True, _shim._ask_judge
+    def _asked(text):
+        reply = _ask(text)
+        _recorded.append(reply)
+        return reply
+    _shim._ask_judge = _asked
+"""
+PRINT_REQUESTS = """
+import builtins
+for _line in getattr(builtins, "recorded_requests", []):
+    print("request:", _line)
+"""
+
+# answers of a few hundred bytes that pandas would broadcast to ten and a thousand times the answer budget,
+# and a list of lists that json would read into ten times of it
+BOMB_ANSWERS = WRAP_SHIM.replace("__REWRITE__", "_bomb") + """
+import base64 as _base64
+import io as _io
+import itertools as _itertools
+
+def _header_only(rows):
+    buffer = _io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": (rows,)})
+    return _base64.b64encode(buffer.getvalue()).decode()
+
+def _bombs():
+    for times in (10, 1000):
+        rows = times * 64 * 2**20 // 8
+        one, index = {"numpy": _shim.wire._npy(np.array(1.0))}, {"range": [0, rows, 1], "name": None}
+        yield {"$series": {"values": one, "index": index, "name": None}}
+        yield {"$frame": {"columns": {"range": [0, 3, 1], "name": None}, "data": [one] * 3, "index": index}}
+        yield {"$series": {"values": {"numpy": _header_only(rows)},
+                           "index": {"numbers": _header_only(rows), "name": None}, "name": None}}
+        yield [1, [{"$array": _header_only(rows)}]]
+        yield {"$dict": [["key", {"$tuple": [{"$array": _header_only(rows)}]}]]}
+    yield [[]] * (10 * 64 * 2**20 // 80)
+
+if _shim is not None:
+    _answers = _itertools.cycle(list(_bombs()))
+def _bomb(request, response):
+    return {"result": next(_answers)}
+"""
+
+SHIM_ATTACKS = [
+    Attack("forged-notes", "hidden_layers",
+           "compare_models keeps relu; a wrapped shim adds notes that every MLP was logistic",
+           cell="hidden_layer_forward", code=FORGED_NOTES, tamper=_append_to_answer_cells(RELU_COMPARE),
+           baseline=RELU_COMPARE),
+    Attack("decoy-model", "hidden_layers",
+           "fits a logistic MLP for the tests to see and answers with a relu MLP imported another way",
+           tamper=_append_to_answer_cells(DECOY_COMPARE), baseline=RELU_COMPARE),
+    Attack("forged-inputs", ASSIGNMENT,
+           "add_bias changes its input; a wrapped shim answers the inputs after the call with those before",
+           cell="add_bias", code=FORGED_INPUTS, tamper=_append_to_answer_cells(MUTATING_ADD_BIAS),
+           baseline=MUTATING_ADD_BIAS),
+    Attack("record-requests", "digits_cv",
+           "a wrapped shim keeps every request and reply of the judge; a last cell prints them",
+           base="solution", cell="load_digits_frame", code=RECORD_REQUESTS,
+           tamper=_add_last_cell(PRINT_REQUESTS)),
+    Attack("bomb-answers", ASSIGNMENT,
+           "a wrapped shim answers every call with a value that would decode to 10 or 1000 times the budget",
+           cell="add_bias", code=BOMB_ANSWERS),
+]
+
+ATTACKS += SHIM_ATTACKS
+
+
 def submit_attack(root: Path, attack: Attack, port: int) -> str:
     """Build submitted/attack-<name>/<assignment>/ in course `root` (release/ and solutions/ exist there),
     and submitted/baseline-<name>/<assignment>/ when the attack has a baseline; return the student id."""

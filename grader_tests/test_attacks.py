@@ -12,6 +12,7 @@ harmless may leave no trace at all.
 import base64
 import csv
 import hashlib
+import json
 import os
 import re
 import signal
@@ -92,6 +93,7 @@ PLAIN = {
 HONEST = {"release": "example-untouched", "solution": "example-correct"}  # what an attack's base earns
 CELL_TIMEOUT, NOTEBOOK_TIME_LIMIT = 10, 40  # seconds; the floods and spinners would last longer
 TRANSCRIPT = "kernel-transcript.txt"  # everything the judge sent to the students' kernels
+KERNEL_WORD = "(as your kernel reports it)"  # what the docstring of a check on the kernel's word says
 
 
 class Listener:
@@ -220,21 +222,74 @@ def test_attack_that_changes_no_score_is_noted_for_tas(attacked, name):
     assert any(NOTED[name] in note for note in notes), notes
 
 
+def on_the_kernels_word(root, assignment):
+    """The test cells whose check rests on what the kernel reports (the inputs after a call): their
+    docstrings say so."""
+    source = nbformat.read(notebook_path(root, "source", assignment), as_version=4)
+    cells = [cell for cell in source.cells
+             if cell.cell_type == "code" and KERNEL_WORD in cell.source.split("\n")[0]]
+    return {cell.metadata["nbgrader"]["grade_id"]: cell.metadata["nbgrader"]["points"] for cell in cells}
+
+
 @pytest.mark.parametrize("name", [attack.name for attack in ATTACKS])
 def test_attack_earns_no_point_it_did_not_earn(attacked, name):
     """Not a point above what the same answers earn without the trick: the untouched release (or the
-    correct solution, for attacks on the machine), or the attack's own baseline."""
+    correct solution, for attacks on the machine), or the attack's own baseline; but in a check that
+    rests on the kernel's word, a known limit (the next test)."""
     root, _, _, _ = attacked
     attack = BY_STUDENT["attack-" + name]
     honest = attack.baseline_student or HONEST[attack.base]
     got = grades(root, [attack.student], [attack.assignment])
     deserved = grades(root, [honest], [attack.assignment])
+    limits = on_the_kernels_word(root, attack.assignment)
     for (_, assignment, cell), value in deserved.items():
-        if cell != "flagged" and value[0] is not None:
+        if cell != "flagged" and value[0] is not None and cell not in limits:
             score, earned = value[0], got[(attack.student, assignment, cell)][0]
             assert earned <= score, f"{attack.student} earned {earned} in {cell}; {honest} earns {score}"
     if attack.base == "release" and not attack.baseline:
         assert all(value[0] in (0, None) for key, value in got.items() if key[2] != "flagged")
+
+
+def test_a_wrapped_shim_passes_a_check_on_the_kernels_word_and_nothing_else(attacked):
+    """The known limit, written down: a check of the inputs after a call rests on what the kernel reports,
+    so a shim wrapped to report the inputs from before passes it (one point at most per such cell), while
+    the same mutating answer without the wrapper fails it."""
+    root, *_ = attacked
+    attack = BY_STUDENT["attack-forged-inputs"]
+    limits = on_the_kernels_word(root, attack.assignment)
+    assert "add_bias_input_unchanged" in limits and max(limits.values()) <= 1
+    for assignment in ASSIGNMENTS:
+        assert all(points <= 1 for points in on_the_kernels_word(root, assignment).values())
+    got = grades(root, [attack.student], [attack.assignment])
+    control = grades(root, [attack.baseline_student], [attack.assignment])
+    cell = (attack.assignment, "add_bias_input_unchanged")
+    assert got[(attack.student, *cell)][0] == 1 and control[(attack.baseline_student, *cell)][0] == 0
+
+
+@pytest.mark.parametrize("name", ["forged-notes", "decoy-model"])
+def test_the_activation_check_rests_on_what_the_judge_saw(attacked, name):
+    """Notes added to the kernel's answers are ignored; a logistic MLP fitted for show does not answer for
+    the relu MLP that gave the accuracy: the check of compare_models fails as for the control."""
+    root, *_ = attacked
+    attack = BY_STUDENT["attack-" + name]
+    got = grades(root, [attack.student], [attack.assignment])
+    control = grades(root, [attack.baseline_student], [attack.assignment])
+    cell = (attack.assignment, "compare_models_hidden")
+    assert got[(attack.student, *cell)][0] == 0 == control[(attack.baseline_student, *cell)][0]
+
+
+def test_bombs_fail_their_calls_and_the_rest_is_judged(attacked):
+    """Each answer that would decode to many times the budget fails its own call with its size."""
+    root, *_ = attacked
+    attack = BY_STUDENT["attack-bomb-answers"]
+    path = notebook_path(root, "autograded", attack.assignment, attack.student)
+    notebook = nbformat.read(path, as_version=4)
+    errors = [output["evalue"] for cell in notebook.cells if cell.get("outputs")
+              for output in cell.outputs if output.get("output_type") == "error"]
+    assert len(errors) >= 10, errors
+    assert all("answered a value of" in error or "is not data" in error or "of text" in error
+               for error in errors), errors
+    assert any(re.search(r"answered a value of [\d.]+ GB; at most 64 MB", error) for error in errors), errors
 
 
 def test_instructor_files_and_gradebook_are_unchanged(attacked):
@@ -297,13 +352,10 @@ def test_honest_examples_grade_as_always(attacked):
 
 
 def hidden_lines(root, assignment):
-    """The hidden tests' lines of an assignment that no built() source sends to the kernel on purpose,
-    as they are and in the encodings an attack might print them in: reversed, base64."""
+    """The hidden tests' lines of an assignment, as they are and in the encodings an attack might print
+    them in: reversed, base64."""
     source = nbformat.read(notebook_path(root, "source", assignment), as_version=4)
-    cells = "\n".join(cell.source for cell in source.cells)
-    sent = re.findall(r'built\(f?"""(.*?)"""', cells, re.DOTALL) + re.findall(r'built\(f?"([^"\n]*)"', cells)
-    sent = "\n".join(sent)
-    lines = {line for line in secret_lines(source, regions=("HIDDEN TESTS",)) if line not in sent}
+    lines = set(secret_lines(source, regions=("HIDDEN TESTS",)))
     encoded = {base64.b64encode(line.encode()).decode() for line in lines}
     return lines | {line[::-1] for line in lines} | encoded
 
@@ -340,23 +392,27 @@ def test_the_hidden_line_check_bites(attacked):
 
 
 def test_no_hidden_test_or_reference_reaches_the_kernel(attacked):
-    """What the judge sent to every kernel (its transcript): the shim, and calls with data or instructor
-    source written for the student's side (built()); not a line of a hidden test otherwise, not a
-    reference function, not the test helpers' code."""
+    """What the judge sent to every kernel of the run (its transcript; honest, wrong and hostile
+    submissions of every assignment): the shim's installation, whose code is the public checks.py, wire.py
+    and shim.py, and then only JSON data (calls, and the replies to the stubs' uses); no instructor code at
+    all, so not a line of a hidden test, nor a reference function's name."""
+    from coursetools.grading import judge
+
     root, *_ = attacked
     sent = (root / TRANSCRIPT).read_text()
-    assert '"function": ' in sent and sent.count("install(") >= len(ATTACKS)  # the transcript is complete
+    installation = set(judge._bootstrap().splitlines())
+    data = [line for line in sent.splitlines() if line not in installation]
+    assert sent.count("install()") >= len(ATTACKS) and len(data) > 1000  # the transcript is complete
+    for line in data:
+        message = json.loads(line)
+        assert type(message) is dict and set(message) in ({"call"}, {"return"}, {"raise"}), line[:200]
+    assert any('"$judge"' in line for line in data)  # the tests' objects went as references
     for assignment in ASSIGNMENTS:
         source = nbformat.read(notebook_path(root, "source", assignment), as_version=4)
         reached = [line for line in hidden_lines(root, assignment) if line in sent]
         assert not reached, (assignment, reached[:3])
-        references = set(re.findall(r"def (_reference\w*)", "\n".join(cell.source for cell in source.cells)))
-        assert references and not [name for name in references if name in sent]
-    student_side = Path(__file__).parent.parent / "coursetools" / "student"
-    shared = {line.strip() for line in (student_side / "shim.py").read_text().splitlines()}  # build()
-    bodies = [line.strip() for line in (student_side / "checks.py").read_text().splitlines()
-              if line.startswith("        ") and len(line) > 40 and line.strip() not in shared]
-    assert len(bodies) > 20 and not [line for line in bodies if line in sent]
+        names = set(re.findall(r"def (_\w*)", "\n".join(cell.source for cell in source.cells)))
+        assert names and not [name for name in names if name in sent]
 
 
 def test_the_kernel_sees_no_sign_of_grading_in_its_environment(attacked):

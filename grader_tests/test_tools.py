@@ -161,11 +161,102 @@ def test_plain_data_crosses_and_nothing_else():
         wire.loads('{"$array": "not npy"}')
 
 
+BUDGET = 64 * 2**20  # JudgedExecute.answer_limit's default: the budget of one answer
+
+
+def _header_only(rows):
+    """An .npy text that declares `rows` float64 values and holds none: what a bomb needs to be small."""
+    import base64
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": (rows,)})
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def bombs(times):
+    """Answers of a few hundred bytes (lists: a few MB) that would decode to `times` the budget."""
+    import numpy as np
+
+    from coursetools.student import wire
+
+    rows = times * BUDGET // 8
+    one = {"numpy": wire._npy(np.array(1.0))}  # a 0-d value, which pandas would broadcast to every row
+    index = {"range": [0, rows, 1], "name": None}
+    column = {"numpy": _header_only(rows)}
+    return {
+        "series broadcast": {"$series": {"values": one, "index": index, "name": None}},
+        "frame broadcast": {"$frame": {"columns": {"range": [0, 3, 1], "name": None}, "data": [one] * 3,
+                                       "index": index}},
+        "index": {"$series": {"values": column, "index": {"numbers": _header_only(rows), "name": None},
+                              "name": None}},
+        "array in a list": [1, [{"$array": _header_only(rows)}]],
+        "array in a dict": {"$dict": [["key", {"$tuple": [{"$array": _header_only(rows)}]}]]},
+        "labels": {"$series": {"values": column, "index": {"labels": [0] * 3, "name": None}, "name": None}},
+    }
+
+
+@pytest.mark.parametrize("times", [10, 1000])
+def test_an_answer_is_measured_before_it_is_decoded(times):
+    """Each bomb fails fast with its size, and builds nothing (the measure reads headers and lengths)."""
+    import json
+    import time
+
+    from coursetools.student import wire
+
+    for kind, data in bombs(times).items():
+        text = json.dumps(data)
+        started = time.perf_counter()
+        with pytest.raises(ValueError) as refused:
+            wire.loads(text, BUDGET)
+        assert time.perf_counter() - started < 1, kind
+        if kind != "labels":  # three labels beside millions of values: refused for its shape
+            assert isinstance(refused.value, wire.TooLarge), (kind, refused.value)
+            assert str(refused.value).startswith("answered a value of ") and "; at most 64 MB" in str(
+                refused.value), str(refused.value)
+
+
+def test_lists_and_dicts_are_bounded_before_json_reads_them():
+    """A text of many small lists or dicts (json.loads would make ten times the budget of Python objects)
+    is refused by a count of its brackets and commas."""
+    import time
+
+    from coursetools.student import wire
+
+    for text in ("[" + "[]," * (BUDGET // 6) + "[]]", "[" + '{"$dict":[]},' * (BUDGET // 16) + "0]"):
+        started = time.perf_counter()
+        with pytest.raises(wire.TooLarge):
+            wire.parse(text, BUDGET)
+        assert time.perf_counter() - started < 1
+    assert wire.parse("[[1, 2], [3, 4]]", BUDGET) == [[1, 2], [3, 4]]
+
+
+def test_values_and_index_of_other_lengths_are_refused_not_broadcast():
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from coursetools.student import wire
+
+    series = json.loads(wire.dumps(pd.Series([1.0, 2.0, 3.0])))
+    series["$series"]["index"] = {"range": [0, 5, 1], "name": None}
+    frame = json.loads(wire.dumps(pd.DataFrame({"a": [1, 2], "b": [3, 4]})))
+    frame["$frame"]["data"] = frame["$frame"]["data"][:1]
+    scalar = {"$scalar": wire._npy(np.zeros(4))}
+    for data in (series, frame, scalar):
+        with pytest.raises(ValueError):
+            wire.loads(json.dumps(data))
+    honest = pd.DataFrame(np.arange(6.0).reshape(3, 2), columns=["x", 0], index=[5, 1, 9])
+    assert wire.loads(wire.dumps(honest)).equals(honest)
+
+
 def test_reference_results_are_remembered_for_the_same_code_and_inputs():
     import numpy as np
 
     from coursetools.grading import judge
-    from coursetools.student import checks
 
     runs = []
 
@@ -178,15 +269,18 @@ def test_reference_results_are_remembered_for_the_same_code_and_inputs():
         result[0] = -1  # a test that changes a result does not change what is remembered
     assert len(runs) == 2
     assert list(judge.remember(reference, ([1, 2],), {})) == [1, 2] and len(runs) == 2
+    from sklearn.neighbors import KNeighborsClassifier
+
     made = []
 
-    def make_one(make):
+    def fitted(model):
         made.append(1)
-        return make()
+        return model.get_params()["n_neighbors"]
 
-    for _ in range(2):  # the same instructor source, built anew: the same input
-        assert judge.remember(make_one, (checks.built("lambda: 3"),), {}) == 3
-    assert len(made) == 1
+    for _ in range(2):  # a new unfitted model of the same class and parameters: the same input
+        assert judge.remember(fitted, (KNeighborsClassifier(n_neighbors=3),), {}) == 3
+    assert judge.remember(fitted, (KNeighborsClassifier(n_neighbors=4),), {}) == 4
+    assert len(made) == 2
 
 
 def test_workers_of_a_grading_run_share_reference_results(tmp_path, monkeypatch):
@@ -211,17 +305,6 @@ def test_workers_of_a_grading_run_share_reference_results(tmp_path, monkeypatch)
     judge._references.clear()  # without the folder, each process computes its own
     judge.remember(reference, ([1, 2, 7],), {})
     assert len(runs) == 2
-
-
-def test_the_kernel_and_the_helpers_build_and_replace_alike():
-    """The shim runs what checks.py runs in a student's own Jupyter (it cannot import checks.py): the two
-    copies of `build` and `_replaced` must stay the same."""
-    import inspect
-
-    from coursetools.student import checks, shim
-
-    for name in ("build", "_replaced"):
-        assert inspect.getsource(getattr(checks, name)) == inspect.getsource(getattr(shim, name)), name
 
 
 def test_fast_csv_export_writes_what_nbgrader_export_writes(tmp_path):
@@ -270,3 +353,41 @@ def test_fast_csv_export_writes_what_nbgrader_export_writes(tmp_path):
     assert "first,2026-11-01 12:00:00,2026-11-01 11:30:00,s01,L1,F,e@x," in exported[CsvExport]
     assert ",0.5," in exported[CsvExport]
     assert len((tmp_path / "some.csv").read_text().splitlines()) == 3
+
+
+JUDGE_UNDER_A_BOUND = """
+import resource, sys
+import nbformat
+from coursetools.grading import autograde, judge
+
+def cell(grade_id, source):
+    made = nbformat.v4.new_code_cell(source)
+    made.metadata["nbgrader"] = {"grade": True, "grade_id": grade_id, "locked": True, "points": 1,
+                                 "solution": False, "schema_version": 3, "task": False}
+    return made
+
+notebook = nbformat.v4.new_notebook(cells=[
+    cell("greedy", "import numpy as np\\nheld = np.ones(3 * 2**30 // 8)"),
+    cell("later", "assert True")])
+autograde.bound_memory(int(sys.argv[1]))
+grader = judge.Judge(notebook, sys.argv[2])
+for name in ("greedy", "later"):
+    print(name, [(o.get("ename"), o.get("evalue")) for o in grader.run_test_cell(name)])
+print("out of memory:", grader.out_of_memory, "; limit:", resource.getrlimit(resource.RLIMIT_DATA)[0])
+"""
+
+
+def test_the_judge_meets_its_memory_bound_with_a_memory_error_and_judges_no_further(tmp_path):
+    """Under its data bound, a test that needs more memory fails with a MemoryError, the tests after it are
+    not judged (the notebook is flagged: JudgedExecute reads out_of_memory), and the process lives on."""
+    import sys
+
+    checks = ROOT / "coursetools" / "student" / "checks.py"
+    bound = 1024 * 2**20
+    done = subprocess.run([sys.executable, "-c", JUDGE_UNDER_A_BOUND, str(bound), str(checks)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    greedy, later, summary = done.stdout.splitlines()[-3:]
+    assert "MemoryError" in greedy and "the grader ran out of memory in this test" in greedy, greedy
+    assert "MemoryError" in later and "not judged" in later, later
+    assert summary == f"out of memory: True ; limit: {bound}", summary

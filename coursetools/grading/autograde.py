@@ -23,6 +23,7 @@ Here those outputs are written by trusted code only:
 import asyncio
 import os
 import re
+import resource
 import secrets
 import shutil
 import stat
@@ -188,12 +189,16 @@ class JudgedExecute(Execute):
     output_limit = Integer(1_000_000, help="Characters of output one cell may send; the rest is cut (ten "
                                            "times this for the notebook).").tag(config=True)
     answer_limit = Integer(64 * 2**20, help="Bytes of one answer from the kernel.").tag(config=True)
+    memory_limit = Integer(2 * 2**30, help="Bytes of data memory (RLIMIT_DATA) of the process that runs the "
+                           "judge: past it the judge meets a MemoryError, which stops judging that notebook "
+                           "and flags it; the batch goes on. 0 for no limit.").tag(config=True)
     transcript = Unicode("", help="A file to which the judge appends everything it sends to students' "
                                   "kernels (for tests and audits); none when empty.").tag(config=True)
     store_widget_state = False  # widget messages are not output, and nothing would bound them
 
     def preprocess(self, nb, resources, km=None):
         began = time.perf_counter()
+        bound_memory(self.memory_limit)
         found = suspicious_code(nb)
         info = resources["nbgrader"]
         coursedir = CourseDirectory(config=self.config)
@@ -235,6 +240,12 @@ class JudgedExecute(Execute):
             if is_test_cell(cell) and index not in self._judged:
                 cell.outputs = [failed_output(f"this test did not run: {stopped or 'the notebook stopped'}")]
         found += kernel.found.pop(self._kernel_id, [])
+        if self.judge.out_of_memory:
+            found.append(Finding(
+                "judge-out-of-memory", f"the grader ran out of memory judging {info['notebook']}.ipynb (its "
+                f"bound: {self.memory_limit / 2**30:g} GiB): the tests from there on were not judged",
+                student="Grading your notebook took more memory than the grader allows: the tests from that "
+                        "point on were not judged. A TA will look at it."))
         if self._cut:
             found.append(Finding(
                 "output-cut", f"printed more than {self.output_limit} characters in a cell: the rest was cut",
@@ -331,6 +342,16 @@ class JudgedExecute(Execute):
                                                           info["student"])
             notebook.flagged = True
             gradebook.db.commit()
+
+
+def bound_memory(limit):
+    """Bound this process's data memory (the soft RLIMIT_DATA, so a kernel it starts can set its own): an
+    answer, or a use of a stand-in, that needs more meets a MemoryError here, not the machine's OOM killer."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    if limit and (soft == resource.RLIM_INFINITY or soft > limit):
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
 
 
 def suspicious_code(nb):

@@ -9,8 +9,14 @@ function and sends back plain data (coursetools/student/wire.py) that the judge 
 eval, with a size and a time limit. So a test, a reference function or an expected value never enters
 the kernel, and what the kernel runs cannot reach a verdict: it can only answer, or fail to.
 
-What a call needs that is not data goes to the kernel as instructor source (`checks.built`) or as the
-name of an object that a read-only cell defined there too. A `@checks.reference` function's results are
+What a call needs that is not data (a make_model factory, a stand-in model, a replacement function) is
+kept here, in the judge: the kernel gets a reference, for which the shim makes a stub, and every use of it
+(a call, fit / predict with data, get_params) comes back here, where it is carried out and observed by
+trusted code (the kernel's stdin channel carries these requests while the call runs; see Kernel.converse).
+So no instructor source is sent to the kernel, only the shim, wire.py and checks.py, which are public; and
+what the kernel answers is only an answer: a check rests on answers and on the uses that came back, never
+on what code in the kernel says it saw. Answers are measured before they are decoded (wire.decode) and
+refused over their budget. A `@checks.reference` function's results are
 remembered across the submissions graded by this process (keyed by a digest of its code and inputs).
 The judge writes each test cell's outputs: what the test printed, and on failure an error whose text is
 the check's message (no test source, no grader path); nbgrader scores them as always.
@@ -21,6 +27,7 @@ import contextlib
 import copy
 import hashlib
 import io
+import itertools
 import json
 import marshal
 import os
@@ -35,14 +42,16 @@ from pathlib import Path
 from queue import Empty
 
 import nbformat
+import numpy as np
+import zmq
 from jupyter_client.blocking.client import BlockingKernelClient
 from nbgrader import utils
 
 from coursetools.course import grade_id
 from coursetools.grading.kernel import is_idle
-from coursetools.student import shim, wire
+from coursetools.student import checks, shim, wire
 
-STUDENT_SIDE = [wire, shim]  # modules whose source runs in the student's kernel, in this order
+STUDENT_SIDE = [checks, wire, shim]  # modules whose source runs in the student's kernel, in this order
 REMEMBERED = 512  # reference results kept per process
 REFERENCES_VARIABLE = "COURSE_REFERENCE_RESULTS"  # a folder where a grading run's workers share them
 _references = OrderedDict()  # digest -> result, across the submissions this process grades
@@ -67,7 +76,12 @@ class Kernel:
         self.client.start_channels()
         self._wait_for_ready(timeout)  # iopub subscribed: no answer is missed
         self.gone = ""  # why the kernel can answer no more
-        self._comm = None
+        self._comm = self._call = None
+        self.busy = False  # a call was sent and the kernel has not finished it
+        self._iopub, self._stdin = self.client.iopub_channel.socket, self.client.stdin_channel.socket
+        self._poller = zmq.Poller()
+        self._poller.register(self._iopub, zmq.POLLIN)
+        self._poller.register(self._stdin, zmq.POLLIN)
 
     def _wait_for_ready(self, timeout):
         """Ready when the kernel has answered kernel_info on both channels (as GradingKernelClient; the
@@ -103,13 +117,69 @@ class Kernel:
         self.client.shell_channel.send(message)
         self._wait(message["header"]["msg_id"], self.timeout)
 
-    def ask(self, request):
-        """Send one request (a JSON text) to the shim; return its answer (a JSON text)."""
-        self._note(request)
-        message = self.client.session.msg("comm_msg", {"comm_id": self._comm, "data": {"request": request}})
-        self.client.shell_channel.send(message)
-        answer = self._wait(message["header"]["msg_id"], self.timeout)
-        return answer if isinstance(answer, str) else json.dumps({"error": {"kind": "silent"}})
+    def converse(self, call, serve, deadline, nested=False):
+        """Send a call (a JSON text) to the shim and carry out, with serve(use) -> reply, every use that the
+        kernel asks for until it answers; return its answer (parsed within the answer budget). A nested call
+        (made while a use is carried out) goes as the reply to the kernel's input request that waits."""
+        self._note(call)
+        if nested:
+            self.client.input(call)
+        else:
+            message = self.client.session.msg("comm_msg", {"comm_id": self._comm, "data": {"request": call}})
+            self.client.shell_channel.send(message)
+            self._call, self.busy = message["header"]["msg_id"], True
+        answer = None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._interrupt(self._call)
+                raise TimeoutError(f"did not answer within {self.timeout:g} s")
+            ready = dict(self._poller.poll(min(200, int(1000 * left) + 1)))
+            if not ready and not self._alive():
+                self.gone = "the kernel died (a crash, os._exit, exit() or memory)"
+                raise KernelGone(self.gone)
+            if self._stdin in ready:  # first: a use's nested calls read iopub, so poll again after it
+                try:
+                    message = self.client.stdin_channel.get_msg(timeout=0)
+                except Empty:
+                    continue
+                if message["msg_type"] != "input_request":
+                    continue
+                asked = self._parse(message["content"].get("prompt"))
+                if nested and set(asked) == {"answer"}:
+                    return asked["answer"]
+                if set(asked) != {"use"}:
+                    raise ValueError("answered something that is neither an answer nor a use")
+                reply = json.dumps(serve(asked["use"]), allow_nan=True)
+                self._note(reply)
+                self.client.input(reply)
+                continue
+            if self._iopub in ready:
+                try:
+                    message = self.client.iopub_channel.get_msg(timeout=0)
+                except Empty:
+                    continue
+                if message["parent_header"].get("msg_id") != self._call:
+                    continue
+                kind, content = message["msg_type"], message["content"]
+                if kind == "comm_msg" and content.get("comm_id") == self._comm:
+                    answer = content.get("data", {}).get("answer")
+                elif kind == "error":
+                    answer = json.dumps({"error": {"kind": "silent"}})
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    self.busy = False
+                    if nested:
+                        raise ValueError("ended its call while the tests' object was in use")
+                    return self._parse(answer) if answer is not None else {"error": {"kind": "silent"}}
+
+    def _parse(self, text):
+        """A JSON text from the kernel, bounded in size and in what it makes."""
+        if not isinstance(text, str) or len(text) > self.max_bytes:
+            raise ValueError(f"answered something else than at most {self.max_bytes:,} bytes of text")
+        parsed = wire.parse(text, self.max_bytes)
+        if type(parsed) is not dict:
+            raise ValueError("answered something that is not an answer")
+        return parsed
 
     def _note(self, text):
         if self.gone:
@@ -119,8 +189,8 @@ class Kernel:
                 transcript.write(f"{text}\n")
 
     def _wait(self, msg_id, timeout):
-        """Wait until the kernel is done with the message `msg_id`; return the shim's answer to it, the
-        text of an error it raised, or None."""
+        """Wait until the kernel is done with the message `msg_id`; return the text of an error it raised,
+        or None."""
         deadline = time.monotonic() + timeout
         answer = None
         while True:
@@ -137,11 +207,7 @@ class Kernel:
             if message["parent_header"].get("msg_id") != msg_id:
                 continue
             kind, content = message["msg_type"], message["content"]
-            if kind == "comm_msg" and content.get("comm_id") == self._comm:
-                answer = content.get("data", {}).get("answer")
-                if not isinstance(answer, str) or len(answer) > self.max_bytes:
-                    raise ValueError(f"answered something else than at most {self.max_bytes:,} bytes of text")
-            elif kind == "error":
+            if kind == "error":
                 answer = f"{content.get('ename', '')}: {content.get('evalue', '')}"
             elif kind == "status" and content.get("execution_state") == "idle":
                 return answer
@@ -161,6 +227,7 @@ class Kernel:
                 continue
             if (message["parent_header"].get("msg_id") == msg_id and message["msg_type"] == "status"
                     and message["content"].get("execution_state") == "idle"):
+                self.busy = False
                 return
         self.gone = "a call ran past the time limit and the kernel ignored the interrupt"
 
@@ -178,11 +245,30 @@ class StudentFunction:
     def __call__(self, *args, **kwargs):
         return self.__call_in_kernel__(args, kwargs)
 
-    def __call_in_kernel__(self, args, kwargs, seed=0, allow_warnings=True, replace=None, inputs_after=False):
-        return self._judge.ask(self.__name__, args, kwargs, seed, allow_warnings, replace or {}, inputs_after)
+    def __call_in_kernel__(self, args, kwargs, seed=0, allow_warnings=True, replace=None,
+                           inputs_after=False):
+        return self._judge.ask(self.__name__, self.__name__, args, kwargs, seed, allow_warnings, replace,
+                               inputs_after)
 
     def __repr__(self):
         return f"<the student's {self.__name__}>"
+
+
+class KernelObject:
+    """An object of the student's kernel that a call gave the judge (the student's make_model, a model
+    the student made): calling it, if it can be called, calls it there. It is nothing else here: a check
+    that asks whether it is one of the tests' objects learns that it is not."""
+
+    def __init__(self, judge, number, can_call):
+        self._judge, self._number, self._can_call = judge, number, can_call
+
+    def __call__(self, *args, **kwargs):
+        if not self._can_call:
+            raise TypeError("an object of the student's that cannot be called")
+        return self._judge.ask({"$kernel": {"number": self._number}}, "a function of yours", args, kwargs)
+
+    def __repr__(self):
+        return "<an object of the student's kernel>"
 
 
 class Judge:
@@ -207,15 +293,20 @@ class Judge:
             [str(id(self.checks)), *(self.cells[name].source for name in self.prefix)]).encode()).digest()
         self.namespace = {"__name__": "__main__"}
         self.namespace.update({name: StudentFunction(name, self) for name in self.student_names})
-        self.shared = {}  # name -> object, defined by read-only cells, so also present in the kernel
         self.kernel = None
+        self.objects = {}  # number -> what the kernel holds a reference to (a stub), during one call
+        self._numbers = {}  # id of such an object -> its number
+        self._counter = itertools.count(1)  # numbers are never used twice: a stub kept from an old call
+        self._depth = 0  # calls under way: a call made while the kernel waits for a use is nested
+        self._deadline = 0.0
+        self.out_of_memory = False  # a MemoryError in the judge: the rest of the notebook is not judged
         self.call_seconds = []  # what each call to the kernel took, the student's function included
         self.overhead_seconds = []  # what each call cost beyond the student's function: what a proxy costs
 
     def connect(self, km):
         """Open the line to the kernel and install the shim there (before the notebook's first cell)."""
         self.kernel = Kernel(km, self.timeout, self.max_bytes, self.transcript)
-        self.kernel.run(_bootstrap(sorted(name for name in vars(self.checks) if not name.startswith("_"))))
+        self.kernel.run(_bootstrap())
         self.kernel.open(shim.TARGET)
 
     def close(self):
@@ -233,29 +324,25 @@ class Judge:
         return not (names_used(source.source) & set(self.student_names))
 
     def run_instructor_cell(self, grade_id):
-        """Run a read-only instructor cell; what it defines is shared with the kernel, which ran it too."""
+        """Run a read-only instructor cell (the kernel runs its own copy of it)."""
         made = _prefixes.get(self._prefix_key)
         if grade_id in self.prefix and made is not None:
             if grade_id == self.prefix[0]:  # what the prefix made for an earlier submission, copied
-                namespace, shared = made
-                self.namespace.update({name: _fresh(value) for name, value in namespace.items()})
-                self.shared.update({name: self.namespace[name] for name in shared})
+                self.namespace.update({name: _fresh(value) for name, value in made.items()})
             return None
-        before = dict(self.namespace)
         _, error = self._run(self.cells[grade_id].source)
-        for name, value in self.namespace.items():
-            if before.get(name, _MISSING) is not value and not name.startswith("__"):
-                self.shared[name] = value
         if self.prefix and grade_id == self.prefix[-1] and error is None:
             student = set(self.student_names)
-            _prefixes[self._prefix_key] = (
-                {name: _fresh(value) for name, value in self.namespace.items() if name not in student},
-                set(self.shared))
+            _prefixes[self._prefix_key] = {
+                name: _fresh(value) for name, value in self.namespace.items() if name not in student}
         return error
 
     def run_test_cell(self, grade_id):
         """Run the instructor's test cell; return its outputs as nbgrader scores them."""
-        printed, error = self._run(self.cells[grade_id].source)
+        if self.out_of_memory:
+            printed, error = "", MemoryError("not judged: the grader ran out of memory in an earlier test")
+        else:
+            printed, error = self._run(self.cells[grade_id].source)
         outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)] if printed else []
         if error is not None:
             name, message = type(error).__name__, str(error)
@@ -270,93 +357,139 @@ class Judge:
             with contextlib.redirect_stdout(printed), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the judge's own warnings are nobody's business
                 exec(compile(source, "<test cell>", "exec"), self.namespace)
+        except MemoryError as error:  # the grader's own bound: the notebook needs a TA, the batch goes on
+            self.out_of_memory = True
+            return printed.getvalue(), MemoryError(f"the grader ran out of memory in this test ({error})")
         except Exception as error:  # a failed check, or a call the kernel could not answer
             return printed.getvalue(), error
         finally:
             self.checks.remember = None
         return printed.getvalue(), None
 
-    def ask(self, name, args, kwargs, seed, allow_warnings, replace, inputs_after):
-        """Call the student's `name` in the kernel; return the result (and the inputs after the call), or
-        raise AssertionError with a message for the student."""
-        notes = {}
-        request = {
-            "function": name, "seed": seed, "allow_warnings": allow_warnings, "inputs_after": inputs_after,
-            "args": [self._argument(value, notes) for value in args],
-            "kwargs": {key: self._argument(value, notes) for key, value in kwargs.items()},
-            "replace": {key: self._argument(value, notes) for key, value in replace.items()},
-        }
+    def ask(self, function, name, args, kwargs, seed=None, allow_warnings=None, replace=None,
+            inputs_after=False):
+        """Call the student's `function` (its name, or a reference to an object of the kernel's) in the
+        kernel; return the result (and the inputs after the call), or raise AssertionError with a message
+        for the student. While the call runs, the kernel's uses of the tests' objects are carried out here,
+        with numpy's global RNG seeded as the kernel's is (a stand-in MLP fits as it would there)."""
+        top = self._depth == 0
+        request = {"function": function, "inputs_after": inputs_after}
+        if top:
+            request.update(seed=seed, allow_warnings=allow_warnings)
+            self._deadline = time.monotonic() + self.timeout
+            state = np.random.get_state()
+            np.random.seed(seed)
         started = time.perf_counter()
+        self._depth += 1
         try:
-            answer = self.kernel.ask(json.dumps(request, allow_nan=True))
+            request.update(args=[self._encode(value) for value in args],
+                           kwargs={key: self._encode(value) for key, value in kwargs.items()},
+                           replace={key: self._encode(value) for key, value in (replace or {}).items()})
+            try:
+                response = self.kernel.converse(json.dumps({"call": request}, allow_nan=True), self._serve,
+                                                self._deadline, nested=not top)
+            finally:
+                if top and self.kernel.busy and not self.kernel.gone:  # it waits for what will not come
+                    self.kernel._interrupt(self.kernel._call)
+            if "error" in response:
+                if not top and response["error"].get("kind") == "raised":
+                    raise _StudentRaised(response["error"])  # to be raised in the student's code again
+                raise AssertionError(checks.failure_message(name, response["error"]))
+            result = self._decode(response["result"])
+            after = [self._decode(value) for value in response.get("inputs_after", [])]
         except KernelGone as gone:
             raise AssertionError(f"{name} could not be called: {gone}") from None
-        except (TimeoutError, ValueError) as error:
+        except wire.TooLarge as error:
+            raise AssertionError(checks.failure_message(name, {"kind": "too large", "message": str(error)})
+                                 ) from None
+        except TimeoutError as error:
             raise AssertionError(f"{name} {error}") from None
-        finally:
-            self.call_seconds.append(time.perf_counter() - started)
-        response = _response(answer)
-        spent = response.get("seconds")  # the kernel's word: statistics only, never a verdict
-        if isinstance(spent, float) and 0 <= spent <= self.call_seconds[-1]:
-            self.overhead_seconds.append(self.call_seconds[-1] - spent)
-        if "error" in response:
-            raise AssertionError(_message(name, response["error"]))
-        try:
-            result = wire.decode(response["result"])
-            for key, found in response.get("notes", {}).items():
-                if key in notes:
-                    notes[key].extend(wire.decode(found))
-            after = [wire.decode(value) for value in response.get("inputs_after", [])]
         except (ValueError, KeyError, TypeError) as error:
             raise AssertionError(f"{name} answered something that is not data ({error})") from None
+        finally:
+            self._depth -= 1
+            if top:
+                self.objects.clear()  # the kernel's stubs of them answer no more
+                self._numbers.clear()
+                np.random.set_state(state)
+                self.call_seconds.append(time.perf_counter() - started)
+        spent = response.get("seconds")  # the kernel's word: statistics only, never a verdict
+        if top and isinstance(spent, float) and 0 <= spent <= self.call_seconds[-1]:
+            self.overhead_seconds.append(self.call_seconds[-1] - spent)
         return (result, after) if inputs_after else result
 
-    def _argument(self, value, notes):
-        """How a value goes to the kernel: data, instructor source to build there, or a shared name."""
-        if isinstance(value, self.checks.Built):
-            values = {}
-            for key, item in value.values.items():
-                if isinstance(item, self.checks.Notes):
-                    notes[key] = item
-                    values[key] = {"$notes": key}
-                else:
-                    values[key] = wire.encode(item)
-            return {"$built": {"source": value.source, "values": values}}
-        for name, shared in self.shared.items():
-            if shared is value:
-                return {"$name": name}
+    def _serve(self, use):
+        """Carry out one use that the kernel asked for: call one of the tests' objects (or a method of it,
+        or make a new one of its class, as scikit-learn's clone does), with data; answer with data or a
+        reference. What the use raises goes back to the kernel, to be raised where the student's code made
+        the use."""
         try:
-            return wire.encode(value)
-        except wire.NotData as refused:
-            raise TypeError(f"cannot send {refused} to the student's kernel: pass data, an object that a "
-                            "read-only cell defines, or built(source)") from None
+            target = self.objects[use["object"]]
+            args = [self._decode(value) for value in use["args"]]
+            kwargs = {key: self._decode(value) for key, value in use["kwargs"].items()}
+            method = use["method"]
+            if method is None:
+                result = target(*args, **kwargs)
+            elif method == "$new":
+                result = type(target)(*args, **kwargs)
+            elif method == "$get" and len(args) == 1 and _public(args[0]):
+                result = getattr(target, args[0])
+            elif _public(method):
+                result = getattr(target, method)(*args, **kwargs)
+            else:
+                raise AttributeError(f"the tests' objects have no {str(method)[:40]!r}")
+            return {"return": self._encode(result)}
+        except (MemoryError, KernelGone, TimeoutError):
+            raise
+        except _StudentRaised as error:
+            return {"raise": {"type": error.error.get("type"), "message": error.error.get("message")}}
+        except Exception as error:
+            kind = type(error).__name__ if type(error).__module__ == "builtins" else "RuntimeError"
+            return {"raise": {"type": kind, "message": str(error)[:300]}}
+
+    def _encode(self, value):
+        return wire.encode(value, self._refer)
+
+    def _decode(self, data):
+        return wire.decode(data, self.max_bytes, self._resolve)
+
+    def _refer(self, value):
+        """A reference that the kernel gets for a value that is not data: the judge keeps the value."""
+        if isinstance(value, KernelObject):
+            return {"$kernel": {"number": value._number}}
+        if id(value) not in self._numbers:
+            number = next(self._counter)
+            self.objects[number], self._numbers[id(value)] = value, number
+        return {"$judge": {"number": self._numbers[id(value)], "kind": _kind(value)}}
+
+    def _resolve(self, tag, body):
+        number = body.get("number") if isinstance(body, dict) else None
+        if tag == "$judge":
+            if number not in self.objects:
+                raise ValueError("a reference to an object that the tests do not hold")
+            return self.objects[number]
+        return KernelObject(self, number, bool(body.get("callable")))
 
 
-def _response(answer):
-    try:
-        response = json.loads(answer)
-    except ValueError:
-        return {"error": {"kind": "silent"}}
-    return response if isinstance(response, dict) else {"error": {"kind": "silent"}}
+class _StudentRaised(Exception):
+    """What the student's code raised in a call that the judge made while a use ran."""
+
+    def __init__(self, error):
+        super().__init__(f"{error.get('type')}: {error.get('message')}")
+        self.error = error
 
 
-def _message(name, error):
-    """The student's message for what the kernel answered instead of a result (as checks.call says it)."""
-    kind = error.get("kind")
-    if kind == "missing":
-        return f"{name} is not defined in your notebook"
-    if kind == "not written":
-        return f"{name} is not written yet (it raises NotImplementedError)"
-    if kind == "warned":
-        return f"{name} warned {error.get('type')}: {error.get('message')}"
-    if kind == "raised":
-        return f"{name} raised {error.get('type')}: {error.get('message')}"
-    if kind == "refused":
-        return (f"{name} returned {error.get('message')}; expected numbers, arrays, DataFrames or Series (or "
-                "lists, tuples and dicts of them)")
-    if kind == "request":
-        return f"{name} could not be called: your notebook lacks what the test needs ({error.get('message')})"
-    return f"{name} did not answer (the code of your notebook got in the way of the call)"
+def _public(name):
+    return isinstance(name, str) and name.isidentifier() and not name.startswith("_")
+
+
+def _kind(value):
+    """What the kernel's stub of `value` must pass for: a scikit-learn model of its kind, or anything."""
+    if isinstance(value, type) or not callable(getattr(value, "fit", None)):
+        return "object"
+    from sklearn.base import is_classifier, is_regressor
+
+    return "classifier" if is_classifier(value) else "regressor" if is_regressor(value) else "model"
 
 
 def remember(function, args, kwargs):
@@ -399,13 +532,15 @@ def _digest(function, args, kwargs):
 
 
 def _keyed(value):
-    """A reference's input as data to key on: instructor code (built) by its source and values."""
-    if type(value).__name__ == "Built":
-        return ["built", value.source, {key: _keyed(item) for key, item in value.values.items()}]
+    """A reference's input as data to key on: an unfitted scikit-learn model by its class and parameters."""
+    if hasattr(value, "get_params") and not hasattr(value, "n_features_in_"):
+        kind = type(value)
+        return ["model", f"{kind.__module__}.{kind.__qualname__}",
+                {key: _keyed(item) for key, item in value.get_params(deep=False).items()}]
     return value
 
 
-def _bootstrap(helper_names):
+def _bootstrap():
     """The code that installs the shim in the kernel: its modules, built from their source, under the
     names they import each other by (the kernel cannot import this package)."""
     modules = [(module.__name__, Path(module.__file__).read_text()) for module in STUDENT_SIDE]
@@ -419,7 +554,7 @@ def _bootstrap(helper_names):
         "    setattr(_sys.modules['coursetools.student'], _name.rpartition('.')[2], _module)\n"
         "    exec(compile(_source, _name, 'exec'), _module.__dict__)\n"
         "_sys.modules['coursetools'].student = _sys.modules['coursetools.student']\n"
-        f"_sys.modules['coursetools.student.shim'].install({helper_names!r})\n"
+        "_sys.modules['coursetools.student.shim'].install()\n"
         "del _sys, _types, _name, _source, _module\n"
     )
 
@@ -427,7 +562,7 @@ def _bootstrap(helper_names):
 def _load_checks(path):
     """The course's test helpers, as the test cells import them (`from checks import ...`): loaded once
     per process and content (each submission of `course grade` has a scratch copy of its own), so that
-    what a prefix made and what a test makes share their classes (Built, Notes)."""
+    what a prefix made and what a test makes share them."""
     source = Path(path).read_bytes()
     key = hashlib.sha256(source).hexdigest()
     if key not in _checks:
@@ -466,5 +601,3 @@ def solution_names(notebook):
 def names_used(source):
     return {node.id for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Name)}
 
-
-_MISSING = object()

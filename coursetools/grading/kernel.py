@@ -231,7 +231,8 @@ class GradingKernelManager(AsyncKernelManager):
     def _limit_options(self):
         """prlimit's options: a kernel process's address space and, in the sandbox, its processes, CPU
         seconds, file sizes and core dumps."""
-        limits = [f"--as={self.memory_limit}"] if self.memory_limit else []
+        # the data limit too: the grading process's own (JudgedExecute.memory_limit) must not pass on to it
+        limits = [f"--as={self.memory_limit}", f"--data={self.memory_limit}"] if self.memory_limit else []
         if self.sandboxed:
             limits += [f"--nproc={self.process_limit}", f"--cpu={int(self.notebook_timeout) + 60}",
                        f"--fsize={self.file_size_limit}", "--core=0"]

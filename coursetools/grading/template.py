@@ -32,8 +32,8 @@ import traceback
 
 NAMESPACES = ("ipc", "uts", "net", "cgroup", "pid", "mnt")  # the mount namespace last: it changes the root
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
-LIMITS = {"as": resource.RLIMIT_AS, "nproc": resource.RLIMIT_NPROC, "cpu": resource.RLIMIT_CPU,
-          "fsize": resource.RLIMIT_FSIZE, "core": resource.RLIMIT_CORE}
+LIMITS = {"as": resource.RLIMIT_AS, "data": resource.RLIMIT_DATA, "nproc": resource.RLIMIT_NPROC,
+          "cpu": resource.RLIMIT_CPU, "fsize": resource.RLIMIT_FSIZE, "core": resource.RLIMIT_CORE}
 
 libc = ctypes.CDLL(None, use_errno=True)
 

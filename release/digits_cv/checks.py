@@ -8,24 +8,35 @@ mistake is judged by the shape check alone.
 The same test code runs in two places. In a student's own Jupyter, `call` calls the student's function
 directly. At grading time the test cells run in the judge, outside the student's kernel: there each of
 the student's functions is a stand-in whose `__call_in_kernel__` sends the call to the kernel and brings
-back plain data, and `call` hands it the call. What the student's side of a call needs that is not data
-(a make_model factory, a stand-in model, a replacement function) is written as `built(source)`: built
-from that source where the call runs. A `@reference` function's results may be remembered by the grader
-across the students of a class.
+back plain data, and `call` hands it the call. What a test passes that is not data (a make_model
+factory, a stand-in model, a replacement function) stays with the test: at grading time the kernel gets
+a stub that forwards every use of it back to the judge. A `@reference` function's results may be
+remembered by the grader across the students of a class.
+
+This file is also the one definition of how a call is made (`run`), what it says when it fails
+(`failure_message`) and what counts as plain data (`data_problem`): the grading kernel runs `run` on the
+student's function, and the judge says what went wrong with `failure_message`, so a mistake reads the
+same in a student's own Jupyter and in the feedback.
 """
 
-import ast
 import contextlib
 import copy
 import functools
 import importlib
 import io
-import sys
-import textwrap
 import warnings
 
 import numpy as np
 import pandas as pd
+
+MAX_DEPTH = 6  # how deep lists, tuples and dicts of plain data may nest
+NUMBER_KINDS = "biuf"  # numpy dtype kinds that are numbers: booleans, signed and unsigned integers, floats
+# exact classes (not subclasses) of the scalars that are plain data: Python's and numpy's own
+SCALARS = {bool, int, float, str, type(None)}
+NUMPY_SCALARS = {kind for kind in np.sctypeDict.values() if issubclass(kind, (np.number, np.bool_))}
+# pandas' nullable number dtypes that are plain data beside numpy's numbers
+NULLABLE = ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32", "Float64",
+            "boolean")
 
 
 def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=None, any_result=False,
@@ -44,73 +55,104 @@ def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=Non
     - and it accepts only plain data in return (numbers, numeric arrays, DataFrames and Series, and
       lists, tuples and dicts of them): an object of another class could fake its comparisons
       (any_result=True for calls that are not a student's answer, such as a model's fit).
-    With inputs_after=True it returns (result, the inputs as the function left them).
+    With inputs_after=True it returns (result, the inputs as the function left them): at grading time
+    those come from the student's kernel, so a check on them rests on the kernel's word.
     """
     in_kernel = getattr(func, "__call_in_kernel__", None)
     if in_kernel is not None:  # grading: the judge sends the call to the student's kernel
         return in_kernel(args, kwargs, seed=seed, allow_warnings=allow_warnings, replace=replace or {},
                          inputs_after=inputs_after)
     name = getattr(func, "__name__", repr(func))
-    args, kwargs = [_made(value) for value in args], {key: _made(value) for key, value in kwargs.items()}
-    replace = {key: _made(value) for key, value in (replace or {}).items()}
     if copy_inputs or inputs_after:
         args, kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
-    np.random.seed(seed)
-    with _replaced(func, replace), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore" if allow_warnings else "error")
-        try:
-            result = func(*args, **kwargs)
-        except Warning as warning:
-            raise AssertionError(f"{name} warned {type(warning).__name__}: {_clip(warning)}") from warning
-        except NotImplementedError as error:
-            raise AssertionError(f"{name} is not written yet (it raises NotImplementedError)") from error
-        except Exception as error:
-            raise AssertionError(f"{name} raised {type(error).__name__}: {_clip(error)}") from error
+    outcome = run(func, args, kwargs, seed=seed, allow_warnings=allow_warnings, replace=replace)
+    if "error" in outcome:  # the student's own traceback stays attached, for their own Jupyter
+        raise AssertionError(failure_message(name, outcome["error"])) from outcome["exception"]
+    result = outcome["result"]
     if not any_result:
-        _expect_plain(name, result)
+        problem = data_problem(result)
+        if problem:
+            raise AssertionError(failure_message(name, {"kind": "refused", "message": problem}))
     return (result, list(args)) if inputs_after else result
 
 
-class Built:
-    """Instructor code for the student's side of a call, built from its source where the call runs (see
-    `built`). Calling it calls what it builds."""
-
-    def __init__(self, source, values, namespace):
-        self.source, self.values, self._namespace, self._object = source, values, namespace, None
-
-    @property
-    def object(self):
-        if self._object is None:
-            self._object = build(self.source, {**self._namespace, **self.values})
-        return self._object
-
-    def __call__(self, *args, **kwargs):
-        return self.object(*args, **kwargs)
-
-
-def built(source, **values):
-    """What a student's function gets that is not data, e.g. built("lambda: KNeighborsClassifier(3)"):
-    an expression, or a block whose last statement defines the object. It is built in the namespace of
-    the code that calls `built` (the notebook's) with `values` (data, or Notes that it fills in) added;
-    at grading time, in the student's kernel."""
-    return Built(textwrap.dedent(source).strip(), values, sys._getframe(1).f_globals)
-
-
-def build(source, namespace):
-    """The object that `source` (an expression, or a block whose last statement defines it) makes."""
-    try:
-        return eval(compile(source, "<built>", "eval"), namespace)
-    except SyntaxError:
-        pass
-    last = ast.parse(source).body[-1]
-    exec(compile(source, "<built>", "exec"), namespace)
-    targets = last.targets if isinstance(last, ast.Assign) else [last]
-    return namespace[getattr(targets[-1], "id", None) or targets[-1].name]
+def run(func, args, kwargs, seed=0, allow_warnings=True, replace=None):
+    """Call `func(*args, **kwargs)` as a test does (seed, warnings, stderr, replaced names): return
+    {"result": what it returned} or {"error": {"kind": ..., "type": ..., "message": ...}, "exception": the
+    exception}, with the kinds that `failure_message` words. seed=None and allow_warnings=None keep the
+    RNG and the warning filter as they are (a call made from inside another one)."""
+    if seed is not None:
+        np.random.seed(seed)
+    with _replaced(func, replace or {}), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        if allow_warnings is not None:
+            warnings.simplefilter("ignore" if allow_warnings else "error")
+        try:
+            return {"result": func(*args, **kwargs)}
+        except Warning as warning:
+            error = {"kind": "warned", "type": type(warning).__name__, "message": _clip(warning)}
+            return {"error": error, "exception": warning}
+        except NotImplementedError as error:
+            return {"error": {"kind": "not written"}, "exception": error}
+        except KeyboardInterrupt:
+            raise  # the judge's interrupt at the time limit, or the student's own
+        except BaseException as error:  # SystemExit too: the student's function ended the call
+            return {"error": {"kind": "raised", "type": type(error).__name__, "message": _clip(error)},
+                    "exception": error}
 
 
-class Notes(list):
-    """What built code notes down during a call (e.g. the sizes of the folds it was fitted on): built
-    code appends to it; at grading time the kernel's notes come back with the call."""
+def failure_message(name, error):
+    """What a student reads when a call of their function `name` gave no answer (`error` as `run` makes
+    it, or as the judge saw the call fail)."""
+    kind = error.get("kind")
+    if kind == "missing":
+        return f"{name} is not defined in your notebook"
+    if kind == "not written":
+        return f"{name} is not written yet (it raises NotImplementedError)"
+    if kind == "warned":
+        return f"{name} warned {error.get('type')}: {error.get('message')}"
+    if kind == "raised":
+        return f"{name} raised {error.get('type')}: {error.get('message')}"
+    if kind == "refused":
+        return (f"{name} returned {error.get('message')}; expected numbers, arrays, DataFrames or Series (or "
+                "lists, tuples and dicts of them)")
+    if kind == "too large":
+        return f"{name} {error.get('message')}"
+    if kind == "request":
+        return f"{name} could not be called: your notebook lacks what the test needs ({error.get('message')})"
+    if kind == "failed":  # the call could not be made or answered: the kernel died, the time ran out
+        return f"{name} {error.get('message')}"
+    return f"{name} did not answer (the code of your notebook got in the way of the call)"
+
+
+def data_problem(value, depth=0):
+    """None when `value` is plain data (numbers, strings, numeric arrays, DataFrames and Series, and
+    lists, tuples and dicts of them, by exact class); else what it is ("an object of class X")."""
+    kind = type(value)
+    if kind in (list, tuple, dict):
+        if depth >= MAX_DEPTH:
+            return f"lists, tuples or dicts nested more than {MAX_DEPTH} deep"
+        items = [*value.keys(), *value.values()] if kind is dict else value
+        return next((problem for item in items if (problem := data_problem(item, depth + 1))), None)
+    return leaf_problem(value)
+
+
+def leaf_problem(value):
+    """data_problem of a value that is not a list, tuple or dict."""
+    kind = type(value)
+    if kind in SCALARS or kind in NUMPY_SCALARS:
+        return None
+    if kind in (np.ndarray, pd.Series, pd.DataFrame):
+        dtypes = list(value.dtypes) if kind is pd.DataFrame else [value.dtype]
+        odd = [dtype for dtype in dtypes if not _number_dtype(dtype)]
+        return f"a {kind.__name__} of {', '.join(sorted(set(map(str, odd))))}" if odd else None
+    return f"an object of class {kind.__name__}"
+
+
+def _number_dtype(dtype):
+    """numpy's numbers and booleans, or pandas' nullable ones (Int64, boolean); not objects or categories."""
+    if isinstance(dtype, np.dtype):
+        return dtype.kind in NUMBER_KINDS
+    return isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.name in NULLABLE
 
 
 def reference(function):
@@ -127,34 +169,6 @@ def reference(function):
 
 
 remember = None  # the judge's memory of reference results, or None
-
-
-def _made(value):
-    return value.object if isinstance(value, Built) else value
-
-
-# exact classes (not subclasses) of what an answer may return: Python's and numpy's own scalars
-_PLAIN_SCALARS = {bool, int, float, str, type(None)} | {
-    kind for kind in np.sctypeDict.values() if issubclass(kind, (np.number, np.bool_))}
-
-
-def _expect_plain(name, value, depth=0):
-    kind = type(value)
-    if kind in _PLAIN_SCALARS:
-        return
-    if kind in (np.ndarray, pd.DataFrame, pd.Series):
-        dtypes = value.dtypes if kind is pd.DataFrame else [value.dtype]
-        # numbers and booleans, numpy's or pandas' own (Int64, boolean); not objects or categories
-        if all(getattr(dtype, "kind", "O") in "biuf" for dtype in dtypes):
-            return
-        raise AssertionError(f"{name} returned a {kind.__name__} of {', '.join(map(str, set(dtypes)))}; "
-                             "expected numbers")
-    if kind in (list, tuple, dict) and depth < 3:
-        for item in (value.values() if kind is dict else value):
-            _expect_plain(name, item, depth + 1)
-        return
-    raise AssertionError(f"{name} returned an object of class {kind.__name__}; expected numbers, arrays, "
-                         "DataFrames or Series (or lists, tuples and dicts of them)")
 
 
 @contextlib.contextmanager

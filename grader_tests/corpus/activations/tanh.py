@@ -36,7 +36,7 @@ def tanh(x):
 def tanh(x):
     return 1 / (1 + np.exp(-x))
 
-# %% wrong: writes the result into the caller's array | fails: tanh_hidden
+# %% wrong: writes the result into the caller's array | fails: tanh_input_unchanged
 def tanh(x):
     x = np.asarray(x, dtype=float)
     np.tanh(x, out=x)

@@ -36,7 +36,7 @@ def sigmoid(z):
 def sigmoid(z):
     return 1 / (1 + np.exp(z))
 
-# %% wrong: math.exp works on single numbers only | fails: sigmoid_values, sigmoid_shapes, sigmoid_hidden, sigmoid_properties, sigmoid_stable
+# %% wrong: math.exp works on single numbers only | fails: sigmoid_values, sigmoid_shapes, sigmoid_hidden, sigmoid_input_unchanged, sigmoid_properties, sigmoid_stable
 def sigmoid(z):
     import math
 
@@ -49,3 +49,12 @@ def sigmoid(z):
 # %% wrong: e^(-2z), as in tanh | fails: sigmoid_values, sigmoid_hidden, sigmoid_stable
 def sigmoid(z):
     return 1 / (1 + np.exp(-2 * z))
+
+# %% wrong: computes in the caller's array | fails: sigmoid_input_unchanged
+def sigmoid(z):
+    if isinstance(z, np.ndarray) and z.dtype.kind == "f":
+        np.negative(z, out=z)
+        np.logaddexp(0.0, z, out=z)
+        np.negative(z, out=z)
+        return np.exp(z, out=z)
+    return np.exp(-np.logaddexp(0.0, -np.asarray(z, dtype=float)))
