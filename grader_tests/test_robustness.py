@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
+from attacks import BOMB_ANSWERS
 from conftest import COURSE_GROUP, ROOT, automatic_scores, flags, new_course, with_answer_prefix
 from nbgrader.api import Gradebook
 
@@ -38,8 +39,13 @@ HEAVY = {
     "huge-outputs": "linear_network.ipynb (200",
     "many-files": "and 4496 more",  # 5 files named, 4501 left out
 }
+BOMB = "bomb-answers"  # a wrapped shim answers each call with a value of 10 or 1000 times the answer budget
+
+
 def hand_in(root, student):
     solution = nbformat.read(notebook_path(root, "solutions", ASSIGNMENT), as_version=4)
+    if student == BOMB:
+        solution = with_answer_prefix(solution, "add_bias", BOMB_ANSWERS)
     folder = submit(root, ASSIGNMENT, student, solution).parent
     if student.startswith("sparse-"):  # gigabytes on paper, no byte on disk
         with open(folder / "data.bin", "wb") as file:
@@ -97,7 +103,7 @@ def heavy(tmp_path_factory, course_template):
     for way in ("grade", "autograde"):
         root = new_course(course_template, tmp_path_factory.mktemp(way), [ASSIGNMENT], 300,
                           examples=["correct"])
-        for student in HEAVY:
+        for student in [*HEAVY, BOMB]:
             hand_in(root, student)
         command = GRADE if way == "grade" else [BIN / "nbgrader", "autograde", ASSIGNMENT, "--force"]
         runs[way] = (root, *peak_of(root, *command))
@@ -144,6 +150,24 @@ def test_what_is_over_the_limits_is_left_out_and_said_both_ways(heavy, student):
     assert sum(path.stat().st_size for path in autograded.rglob("*") if path.is_file()) < 60 * 2**20
     if student == "many-files":
         assert len(list((autograded / "data").iterdir())) == 499  # 500 files, the notebook first
+
+
+@pytest.mark.parametrize("way", ["grade", "autograde"])
+def test_answers_that_would_decode_to_gigabytes_fail_their_calls_both_ways(heavy, way):
+    """Each of the bomb's answers fails its own call with its size (the peak above stays under the bound),
+    every test cell of the notebook is judged, and the student scores nothing."""
+    root, _, _ = heavy[way]
+    notebook = nbformat.read(notebook_path(root, "autograded", ASSIGNMENT, BOMB), as_version=4)
+    errors = [output["evalue"] for cell in notebook.cells for output in cell.get("outputs", [])
+              if output.get("output_type") == "error"]
+    tests = [cell for cell in notebook.cells if cell.metadata.get("nbgrader", {}).get("grade")
+             and cell.cell_type == "code" and not cell.metadata["nbgrader"].get("solution")]
+    assert len(errors) == len(tests), errors
+    assert any("GB; at most 64 MB" in error for error in errors), errors
+    assert all("answered a value of" in error or "of text" in error or "not data" in error
+               for error in errors), errors
+    scores = automatic_scores(root, BOMB)
+    assert sum(score for cell, score in scores.items() if cell != "flagged") == 0
 
 
 def test_the_honest_student_beside_them_keeps_full_marks(heavy):
