@@ -42,6 +42,7 @@ from nbgrader.api import Gradebook
 from coursetools import findings
 from coursetools.course import gradebook_url, nbgrader, notebook_path
 from coursetools.examples import submit
+from coursetools.grading.autograde import is_test_cell
 from coursetools.grading.kernel import GradingKernelManager
 
 pytestmark = CLASSES_GROUP  # see conftest.py
@@ -284,7 +285,7 @@ def test_bombs_fail_their_calls_and_the_rest_is_judged(attacked):
     attack = BY_STUDENT["attack-bomb-answers"]
     path = notebook_path(root, "autograded", attack.assignment, attack.student)
     notebook = nbformat.read(path, as_version=4)
-    errors = [output["evalue"] for cell in notebook.cells if cell.get("outputs")
+    errors = [output["evalue"] for cell in notebook.cells if cell.get("outputs") and is_test_cell(cell)
               for output in cell.outputs if output.get("output_type") == "error"]
     assert len(errors) >= 10, errors
     assert all("answered a value of" in error or "is not data" in error or "of text" in error
@@ -401,7 +402,7 @@ def test_no_hidden_test_or_reference_reaches_the_kernel(attacked):
     root, *_ = attacked
     sent = (root / TRANSCRIPT).read_text()
     installation = set(judge._bootstrap().splitlines())
-    data = [line for line in sent.splitlines() if line not in installation]
+    data = [line for line in sent.splitlines() if line and line not in installation]
     assert sent.count("install()") >= len(ATTACKS) and len(data) > 1000  # the transcript is complete
     for line in data:
         message = json.loads(line)

@@ -224,3 +224,63 @@ def test_feedback_holds_no_ta_note_and_no_grader_path(course, assignment):
         page = (course.root / "feedback" / student / assignment / f"{assignment}.html").read_text()
         for leak in ("Needs a TA", "/dev/shm", "site-packages", str(course.root)):
             assert leak not in page, f"{student}: {leak!r} in the feedback"
+
+
+def run_here(notebook):
+    """Each test cell's failure message when the notebook runs in this process, as in a student's own
+    Jupyter (`call` calls the student's functions directly): {grade id: message, or None}."""
+    import contextlib
+    import io
+    import sys
+    import warnings
+
+    from coursetools.student import checks
+
+    namespace, said = {"__name__": "__main__"}, {}
+    saved = sys.modules.get("checks")
+    sys.modules["checks"] = checks
+    try:
+        for cell in notebook.cells:
+            if cell.cell_type != "code" or "skip-execution" in cell.metadata.get("tags", []):
+                continue
+            meta = cell.metadata.get("nbgrader", {})
+            error = None
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    exec(compile(cell.source, "<cell>", "exec"), namespace)
+                except Exception as failed:
+                    error = failed
+            if meta.get("grade") and not meta.get("solution"):
+                said[meta["grade_id"]] = None if error is None else str(error)
+    finally:
+        sys.modules["checks"] = saved
+    return said
+
+
+def graded_messages(notebook):
+    said = {}
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            errors = [output["evalue"] for output in cell.outputs if output.get("output_type") == "error"]
+            said[meta["grade_id"]] = errors[0] if errors else None
+    return said
+
+
+@pytest.mark.parametrize("assignment", ["linear_network", "logistic_network", "activations"])
+def test_a_mistake_reads_the_same_in_a_students_own_jupyter_and_in_the_graded_notebook(course, assignment):
+    """One definition of a call (checks.run and checks.failure_message, which the kernel's shim and the
+    judge use too): every example and corpus submission's failure messages, run in this process as in a
+    student's own Jupyter, are the graded notebook's, word for word."""
+    compared = failed = 0
+    for path in sorted((course.root / "autograded").glob(f"*/{assignment}/{assignment}.ipynb")):
+        if not path.parts[-3].startswith((EXAMPLE_STUDENT_PREFIX, TEST_STUDENT_PREFIX + "corpus-")):
+            continue
+        notebook = nbformat.read(path, as_version=4)
+        graded, here = graded_messages(notebook), run_here(notebook)
+        assert here == graded, path.parts[-3]
+        compared += 1
+        failed += sum(message is not None for message in graded.values())
+    assert compared >= 4 and failed >= 10, (compared, failed)

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
+import threadpoolctl
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbgrader import utils
@@ -346,7 +347,9 @@ class JudgedExecute(Execute):
 
 def bound_memory(limit):
     """Bound this process's data memory (the soft RLIMIT_DATA, so a kernel it starts can set its own): an
-    answer, or a use of a stand-in, that needs more meets a MemoryError here, not the machine's OOM killer."""
+    answer, or a use of a stand-in, that needs more meets a MemoryError here, not the machine's OOM killer.
+    And its BLAS to one thread, as the kernels' (see nbgrader_config.py)."""
+    threadpoolctl.threadpool_limits(1)  # the judge fits stand-in models: one BLAS thread, as the kernels
     soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
