@@ -402,6 +402,7 @@ def test_no_hidden_test_or_reference_reaches_the_kernel(attacked):
     root, *_ = attacked
     sent = (root / TRANSCRIPT).read_text()
     installation = set(judge._bootstrap().splitlines())
+    public = "\n".join(Path(module.__file__).read_text() for module in judge.STUDENT_SIDE)
     data = [line for line in sent.splitlines() if line and line not in installation]
     assert sent.count("install()") >= len(ATTACKS) and len(data) > 1000  # the transcript is complete
     for line in data:
@@ -410,7 +411,8 @@ def test_no_hidden_test_or_reference_reaches_the_kernel(attacked):
     assert any('"$judge"' in line for line in data)  # the tests' objects went as references
     for assignment in ASSIGNMENTS:
         source = nbformat.read(notebook_path(root, "source", assignment), as_version=4)
-        reached = [line for line in hidden_lines(root, assignment) if line in sent]
+        # a line of the public modules is no secret ("@reference" is in checks.py's docstring too)
+        reached = [line for line in hidden_lines(root, assignment) if line in sent and line not in public]
         assert not reached, (assignment, reached[:3])
         names = set(re.findall(r"def (_\w*)", "\n".join(cell.source for cell in source.cells)))
         assert names and not [name for name in names if name in sent]
