@@ -243,10 +243,12 @@ def test_values_and_index_of_other_lengths_are_refused_not_broadcast():
 
     series = json.loads(wire.dumps(pd.Series([1.0, 2.0, 3.0])))
     series["$series"]["index"] = {"range": [0, 5, 1], "name": None}
-    frame = json.loads(wire.dumps(pd.DataFrame({"a": [1, 2], "b": [3, 4]})))
+    frame = json.loads(wire.dumps(pd.DataFrame({"a": [1, 2], "b": [3.0, 4.0]})))  # column by column
     frame["$frame"]["data"] = frame["$frame"]["data"][:1]
+    block = json.loads(wire.dumps(pd.DataFrame({"a": [1, 2], "b": [3, 4]})))  # one dtype: one block
+    block["$frame"]["index"] = {"range": [0, 5, 1], "name": None}
     scalar = {"$scalar": wire._npy(np.zeros(4))}
-    for data in (series, frame, scalar):
+    for data in (series, frame, block, scalar):
         with pytest.raises(ValueError):
             wire.loads(json.dumps(data))
     honest = pd.DataFrame(np.arange(6.0).reshape(3, 2), columns=["x", 0], index=[5, 1, 9])
