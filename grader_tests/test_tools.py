@@ -371,7 +371,7 @@ def cell(grade_id, source):
 notebook = nbformat.v4.new_notebook(cells=[
     cell("greedy", "import numpy as np\\nheld = np.ones(3 * 2**30 // 8)"),
     cell("later", "assert True")])
-autograde.bound_memory(int(sys.argv[1]))
+autograde.bound_judge_process(int(sys.argv[1]))
 grader = judge.Judge(notebook, sys.argv[2])
 for name in ("greedy", "later"):
     print(name, [(o.get("ename"), o.get("evalue")) for o in grader.run_test_cell(name)])

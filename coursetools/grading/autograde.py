@@ -199,7 +199,7 @@ class JudgedExecute(Execute):
 
     def preprocess(self, nb, resources, km=None):
         began = time.perf_counter()
-        bound_memory(self.memory_limit)
+        bound_judge_process(self.memory_limit)
         found = suspicious_code(nb)
         info = resources["nbgrader"]
         coursedir = CourseDirectory(config=self.config)
@@ -345,7 +345,7 @@ class JudgedExecute(Execute):
             gradebook.db.commit()
 
 
-def bound_memory(limit):
+def bound_judge_process(limit):
     """Bound this process's data memory (the soft RLIMIT_DATA, so a kernel it starts can set its own): an
     answer, or a use of a stand-in, that needs more meets a MemoryError here, not the machine's OOM killer.
     And its BLAS to one thread, as the kernels' (see nbgrader_config.py)."""

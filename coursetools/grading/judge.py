@@ -77,7 +77,7 @@ class Kernel:
         self._wait_for_ready(timeout)  # iopub subscribed: no answer is missed
         self.gone = ""  # why the kernel can answer no more
         self._comm = self._call = None
-        self.busy = False  # a call was sent and the kernel has not finished it
+        self._busy = False  # a call was sent and the kernel has not finished it
         self._iopub, self._stdin = self.client.iopub_channel.socket, self.client.stdin_channel.socket
         self._poller = zmq.Poller()
         self._poller.register(self._iopub, zmq.POLLIN)
@@ -124,10 +124,17 @@ class Kernel:
         self._note(call)
         if nested:
             self.client.input(call)
-        else:
-            message = self.client.session.msg("comm_msg", {"comm_id": self._comm, "data": {"request": call}})
-            self.client.shell_channel.send(message)
-            self._call, self.busy = message["header"]["msg_id"], True
+            return self._serve_until_answered(serve, deadline, nested)
+        message = self.client.session.msg("comm_msg", {"comm_id": self._comm, "data": {"request": call}})
+        self.client.shell_channel.send(message)
+        self._call, self._busy = message["header"]["msg_id"], True
+        try:
+            return self._serve_until_answered(serve, deadline, nested)
+        finally:
+            if self._busy and not self.gone:  # given up mid-call: the kernel may wait for a reply
+                self._interrupt(self._call)
+
+    def _serve_until_answered(self, serve, deadline, nested):
         answer = None
         while True:
             left = deadline - time.monotonic()
@@ -167,7 +174,7 @@ class Kernel:
                 elif kind == "error":
                     answer = json.dumps({"error": {"kind": "silent"}})
                 elif kind == "status" and content.get("execution_state") == "idle":
-                    self.busy = False
+                    self._busy = False
                     if nested:
                         raise ValueError("ended its call while the tests' object was in use")
                     return self._parse(answer) if answer is not None else {"error": {"kind": "silent"}}
@@ -227,7 +234,7 @@ class Kernel:
                 continue
             if (message["parent_header"].get("msg_id") == msg_id and message["msg_type"] == "status"
                     and message["content"].get("execution_state") == "idle"):
-                self.busy = False
+                self._busy = False
                 return
         self.gone = "a call ran past the time limit and the kernel ignored the interrupt"
 
@@ -385,12 +392,8 @@ class Judge:
             request.update(args=[self._encode(value) for value in args],
                            kwargs={key: self._encode(value) for key, value in kwargs.items()},
                            replace={key: self._encode(value) for key, value in (replace or {}).items()})
-            try:
-                response = self.kernel.converse(json.dumps({"call": request}, allow_nan=True), self._serve,
-                                                self._deadline, nested=not top)
-            finally:
-                if top and self.kernel.busy and not self.kernel.gone:  # it waits for what will not come
-                    self.kernel._interrupt(self.kernel._call)
+            response = self.kernel.converse(json.dumps({"call": request}, allow_nan=True), self._serve,
+                                            self._deadline, nested=not top)
             if "error" in response:
                 if not top and response["error"].get("kind") == "raised":
                     raise _StudentRaised(response["error"])  # to be raised in the student's code again
@@ -399,11 +402,9 @@ class Judge:
             after = [self._decode(value) for value in response.get("inputs_after", [])]
         except KernelGone as gone:
             raise AssertionError(f"{name} could not be called: {gone}") from None
-        except wire.TooLarge as error:
-            raise AssertionError(checks.failure_message(name, {"kind": "too large", "message": str(error)})
+        except (wire.TooLarge, TimeoutError) as error:
+            raise AssertionError(checks.failure_message(name, {"kind": "failed", "message": str(error)})
                                  ) from None
-        except TimeoutError as error:
-            raise AssertionError(f"{name} {error}") from None
         except (ValueError, KeyError, TypeError) as error:
             raise AssertionError(f"{name} answered something that is not data ({error})") from None
         finally:

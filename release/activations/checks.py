@@ -115,11 +115,9 @@ def failure_message(name, error):
     if kind == "refused":
         return (f"{name} returned {error.get('message')}; expected numbers, arrays, DataFrames or Series (or "
                 "lists, tuples and dicts of them)")
-    if kind == "too large":
-        return f"{name} {error.get('message')}"
     if kind == "request":
         return f"{name} could not be called: your notebook lacks what the test needs ({error.get('message')})"
-    if kind == "failed":  # the call could not be made or answered: the kernel died, the time ran out
+    if kind == "failed":  # the call's answer could not be had: too large, or not within the time limit
         return f"{name} {error.get('message')}"
     return f"{name} did not answer (the code of your notebook got in the way of the call)"
 
