@@ -11,6 +11,7 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 
 from coursetools import batch, corpus, report
+from coursetools.build import build
 from coursetools.course import (
     EXAMPLE_STUDENT_PREFIX,
     assignments,
@@ -18,19 +19,12 @@ from coursetools.course import (
     export_grades,
     find_root,
     gradebook_url,
-    nbgrader,
     put_environment_on_path,
     silence_known_warnings,
 )
 from coursetools.examples import submit_examples
 from coursetools.grading import kernel
 from coursetools.scores import format_table, score_table
-
-
-def build(root):
-    """release/ and solutions/ (and the gradebook's copy of every cell) regenerated from source/."""
-    nbgrader(root, "generate_assignment", "*", "--force")
-    nbgrader(root, "generate_solution", "*", "--force")
 
 
 def forget_examples(root):
@@ -129,7 +123,10 @@ def print_scores(root):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="course", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("build", help="regenerate release/ and solutions/ from source/")
+    building = commands.add_parser("build", help="regenerate release/ and solutions/ from source/")
+    building.add_argument("assignments", nargs="*", help="assignments to build (default: all)")
+    building.add_argument("--regrade", action="store_true", help="the assignments have graded submissions: "
+                          "update their definition in the gradebook and grade every submission again")
     commands.add_parser("demo", help="build, then autograde the example submissions, write feedback, "
                         "export grades.csv and print the scores")
     commands.add_parser("scores", help="print the score table of the gradebook")
@@ -155,6 +152,9 @@ def main(argv=None):
     if args.command == "grade":
         grade(root, args)
         return
-    commands = {"build": build, "demo": demo, "scores": print_scores, "mutation-score": mutation_score,
+    if args.command == "build":
+        build(root, args.assignments or None, regrade=args.regrade)
+        return
+    commands = {"demo": demo, "scores": print_scores, "mutation-score": mutation_score,
                 "report": lambda root: print(report.write_report(root))}
     commands[args.command](root)
