@@ -40,7 +40,7 @@ from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
 from sqlalchemy import text
 
 from coursetools import findings, messages
-from coursetools.course import grade_id, load_config, read_tree, write_tree
+from coursetools.course import EXAMPLE_STUDENT_PREFIX, grade_id, load_config, read_tree, write_tree
 from coursetools.findings import Finding
 from coursetools.grading import judge, kernel
 from coursetools.grading.feedback import notice_page
@@ -79,14 +79,16 @@ class Result:
         return findings.reason(self.findings)
 
 
-def survey(root, assignments, known, students="*"):
+def survey(root, assignments, known, students=None):
     """(assignment, student) of every folder submitted/<student>/<assignment> of `assignments`, in order,
     and a Result for everything under submitted/ that cannot be graded as an assignment of `known`; only
-    for students whose id matches the glob pattern `students`."""
+    for students whose id matches the glob pattern `students` (None: every student but the examples,
+    which are graded when asked for, e.g. with "example-*")."""
     found, strays = [], []
     submitted = root / "submitted"
     for student in sorted(submitted.iterdir()) if submitted.is_dir() else []:
-        if not fnmatch.fnmatchcase(student.name, students):
+        if not (fnmatch.fnmatchcase(student.name, students) if students
+                else not student.name.startswith(EXAMPLE_STUDENT_PREFIX)):
             continue
         if student.is_symlink() or not student.is_dir():
             strays.append(_stray("", student.name, "not-in-a-folder",
@@ -464,10 +466,10 @@ def _start_worker(variables):
             os.environ[name] = value
 
 
-def grade_class(root, assignments, known, students="*", workers=None, scheduler=None, quiet=False):
+def grade_class(root, assignments, known, students=None, workers=None, scheduler=None, quiet=False):
     """Grade every submission of `assignments` (of the course's `known` assignments) by the students whose
-    id matches `students`; return the results, those of what could not be graded as an assignment
-    included (flagged ones have a reason)."""
+    id matches `students` (None: all but the examples); return the results, those of what could not be
+    graded as an assignment included (flagged ones have a reason)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     config = load_config(root)

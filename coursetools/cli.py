@@ -93,7 +93,7 @@ def grade(root, args):
         sys.exit(1)
 
 
-def grade_and_report(root, chosen, students="*", workers=None, scheduler=None, quiet=False):
+def grade_and_report(root, chosen, students=None, workers=None, scheduler=None, quiet=False):
     """Grade, export grades.csv, write the class report, say what needs a TA; return the flagged results."""
     results = batch.grade_class(root, chosen, assignments(root), students=students, workers=workers,
                                 scheduler=scheduler, quiet=quiet)
@@ -135,8 +135,9 @@ def main(argv=None):
     grading = commands.add_parser("grade", help="grade every submission in submitted/, several at once; exit "
                                   "code 1 when a submission needs a TA's attention")
     grading.add_argument("assignments", nargs="*", help="assignments to grade (default: all)")
-    grading.add_argument("--student", default="*", metavar="PATTERN", help="grade only the students whose "
-                         "id matches this pattern, e.g. 'jdoe' or 'group2-*' (default: every student)")
+    grading.add_argument("--student", default=None, metavar="PATTERN", help="grade only the students whose "
+                         "id matches this pattern, e.g. 'jdoe', 'group2-*', or 'example-*' for the example "
+                         "submissions (default: every student but the examples)")
     grading.add_argument("--workers", type=int, default=None, help="submissions graded at once "
                          "(default: the number of cores)")
     grading.add_argument("--dask-scheduler", metavar="ADDRESS", help="send the grading jobs to this Dask "

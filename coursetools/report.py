@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 from nbgrader.api import Gradebook  # noqa: E402
 
 from coursetools import findings, messages  # noqa: E402
-from coursetools.batch import FLAGS_FILE  # noqa: E402
+from coursetools.batch import FLAGS_FILE, NOT_GRADED  # noqa: E402
 from coursetools.course import EXAMPLE_STUDENT_PREFIX, gradebook_url  # noqa: E402
 from coursetools.scores import grade_rows, score_table  # noqa: E402
 
@@ -92,23 +92,28 @@ def counted(data, frame):
 
 
 def question_table(data):
-    """One row per test cell, hardest first: points, submissions, passed, pass rate and the three most
-    common failure messages."""
+    """One row per test cell, hardest first: points, submissions whose test ran, passed, pass rate among
+    them, submissions whose test did not run (not_graded: the notebook could not be graded, see the
+    flagged submissions) and the three most common failure messages of the tests that ran."""
     tests = counted(data, data.grades[data.grades["cell_type"] == "code"])
     order = {cell: index for index, cell in enumerate(dict.fromkeys(data.grades["cell"]))}
     rows = []
     for (assignment, cell), group in tests.groupby(["assignment", "cell"], sort=False):
-        passed = group["score"] >= group["max_score"]
-        common = Counter(message for message in group["message"] if message).most_common(3)
+        ran = group[group["message"] != NOT_GRADED]
+        passed = ran["score"] >= ran["max_score"]
+        common = Counter(message for message in ran["message"] if message).most_common(3)
         rows.append({"assignment": assignment, "cell": cell, "points": group["max_score"].iloc[0],
-                     "submissions": len(group), "passed": int(passed.sum()),
-                     "pass_rate": round(float(passed.mean()), 3),
+                     "submissions": len(ran), "passed": int(passed.sum()),
+                     "pass_rate": round(float(passed.mean()), 3) if len(ran) else float("nan"),
+                     "not_graded": len(group) - len(ran),
                      "most_common_failures": " | ".join(f"{n}× {message}" for message, n in common),
                      "failures": common, "order": order.get(cell, 0)})
-    columns = ["assignment", "cell", "points", "submissions", "passed", "pass_rate", "most_common_failures"]
+    columns = ["assignment", "cell", "points", "submissions", "passed", "pass_rate", "not_graded",
+               "most_common_failures"]
     if not rows:
         return pd.DataFrame(columns=[*columns, "failures"])
-    table = pd.DataFrame(rows).sort_values(["pass_rate", "assignment", "order"], ignore_index=True)
+    table = pd.DataFrame(rows).sort_values(["pass_rate", "assignment", "order"], ignore_index=True,
+                                           na_position="last")
     return table[[*columns, "failures"]]
 
 

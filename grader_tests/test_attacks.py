@@ -172,7 +172,7 @@ def attacked(tmp_path_factory, course_template):
     for attack in ATTACKS:
         submit_attack(root, attack, listener.port)
     before = fingerprints(root)
-    run = course_command(root, "grade", *ASSIGNMENTS, "--workers", "2", "--quiet")
+    run = course_command(root, "grade", *ASSIGNMENTS, "--student", "*", "--workers", "2", "--quiet")
     listener.close()
     return root, run, before, listener
 

@@ -32,7 +32,7 @@ FULL_MARKS = 13
 PEAK_BOUND = 1.5 * 2**30  # bytes: the grader's own processes together, at their largest
 MEMORY_LOG = ROOT / ".ci" / "artifacts" / "grader_memory.txt"
 BIN = Path(sys.executable).parent
-GRADE = [BIN / "course", "grade", ASSIGNMENT, "--workers", "2", "--quiet"]
+GRADE = [BIN / "course", "grade", ASSIGNMENT, "--student", "*", "--workers", "2", "--quiet"]
 # what each bad submission holds beside the reference solution, and what its flag must say
 HEAVY = {
     "sparse-1g": "data.bin (1 GB)",

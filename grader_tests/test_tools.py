@@ -6,10 +6,12 @@ import shutil
 import subprocess
 
 import nbformat
+import numpy as np
+import pandas as pd
 import pytest
 from conftest import ASSIGNMENTS, ROOT
 
-from coursetools import batch, findings
+from coursetools import batch, findings, report, scores
 from coursetools.findings import Finding
 from coursetools.grading.feedback import FeedbackForStudents, without_grader_paths
 from coursetools.grading.release import ClearHiddenTestsQuietly, published_sources
@@ -36,6 +38,36 @@ def test_survey_finds_submissions_and_reports_what_cannot_be_graded(tmp_path):
     assert all(not r.graded for r in strays)
     only_ann, _ = batch.survey(tmp_path, ASSIGNMENTS, ASSIGNMENTS, students="a*")
     assert only_ann == [("activations", "ann"), ("linear_network", "ann")]
+
+
+def test_example_students_are_graded_only_when_asked_for(tmp_path):
+    for student in ("ann", "example-correct", "example-mistakes"):
+        hand_in(tmp_path, f"{student}/activations/activations.ipynb")
+    every_run, _ = batch.survey(tmp_path, ["activations"], ASSIGNMENTS)
+    assert every_run == [("activations", "ann")]
+    asked, _ = batch.survey(tmp_path, ["activations"], ASSIGNMENTS, students="example-*")
+    assert asked == [("activations", "example-correct"), ("activations", "example-mistakes")]
+    everyone, _ = batch.survey(tmp_path, ["activations"], ASSIGNMENTS, students="*")
+    assert [student for _, student in everyone] == ["ann", "example-correct", "example-mistakes"]
+
+
+def test_pass_rates_count_only_the_tests_that_ran():
+    """Two submissions could not be graded: they are counted apart, and the common failure is the real
+    one of the graded students, not "not graded"."""
+    rows = [("ann", 1.0, ""), ("bob", 1.0, ""), ("cy", 0.0, "AssertionError: relu(-1) should be 0"),
+            ("dan", 0.0, batch.NOT_GRADED), ("eve", 0.0, batch.NOT_GRADED)]
+    grades = pd.DataFrame([("activations", student, "activations", "relu_values", "code", score, 1.0, False,
+                            message == batch.NOT_GRADED, message) for student, score, message in rows],
+                          columns=[*scores.GRADE_COLUMNS, "message"])
+    data = report.ClassData(grades, pd.DataFrame(), pd.DataFrame(), examples_only=False)
+    row = report.question_table(data).iloc[0]
+    assert (row["submissions"], row["passed"], row["not_graded"]) == (3, 2, 2)
+    assert row["pass_rate"] == round(2 / 3, 3)
+    assert row["failures"] == [("AssertionError: relu(-1) should be 0", 1)]
+    nobody = grades.assign(message=batch.NOT_GRADED, score=0.0)
+    row = report.question_table(report.ClassData(nobody, pd.DataFrame(), pd.DataFrame(), False)).iloc[0]
+    assert (row["submissions"], row["not_graded"], row["failures"]) == (0, 5, [])
+    assert np.isnan(row["pass_rate"])
 
 
 def test_a_renamed_or_broken_notebook_is_named_with_what_was_found():
@@ -360,6 +392,8 @@ def test_fast_csv_export_writes_what_nbgrader_export_writes(tmp_path):
 JUDGE_UNDER_A_BOUND = """
 import resource, sys
 import nbformat
+import numpy as np
+import pandas as pd
 from coursetools.grading import autograde, judge
 
 def cell(grade_id, source):
