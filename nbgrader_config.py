@@ -82,6 +82,16 @@ c.GradingKernelManager.memory_limit = 4 * 1024**3
 c.SubmissionLimits.max_bytes = 50 * 1024**2
 c.SubmissionLimits.max_files = 500
 
+# Late work: a notebook handed in after its assignment's due date (assignments.csv, or `nbgrader db assignment
+# add --duedate`) loses this share of its score per started day late.
+c.AssignLatePenalties.plugin_class = "coursetools.lms.LatePenalty"
+c.LatePenalty.percent_per_day = 10.0
+
+# `nbgrader zip_collect ASSIGNMENT` reads Canvas's "download submissions" zip (put in
+# downloaded/<assignment>/archive/): students are named through the roster (`course roster import`).
+# `course collect ASSIGNMENT ZIPFILE` does the same for Canvas and Moodle, and reports what it cannot place.
+c.ZipCollectApp.collector_plugin = "coursetools.collect.CanvasCollector"
+
 # Release notebooks as nbgrader makes them, but a test cell of hidden tests alone shows nothing when run
 # (nbgrader validate would read its docstring as a partial score); the same in published solutions.
 c.GenerateAssignment.preprocessors = [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from coursetools import batch, corpus, report
+from coursetools import batch, collect, corpus, lms, report
 from coursetools.build import build
 from coursetools.course import (
     EXAMPLE_STUDENT_PREFIX,
@@ -95,6 +95,7 @@ def grade(root, args):
 
 def grade_and_report(root, chosen, students=None, workers=None, scheduler=None, quiet=False):
     """Grade, export grades.csv, write the class report, say what needs a TA; return the flagged results."""
+    lms.apply_due_dates(root)  # before grading: the late penalty reads them
     results = batch.grade_class(root, chosen, assignments(root), students=students, workers=workers,
                                 scheduler=scheduler, quiet=quiet)
     print(f"grades: {export_grades(root)}")
@@ -106,6 +107,45 @@ def grade_and_report(root, chosen, students=None, workers=None, scheduler=None, 
         print(f"  {result.student or 'submitted'} / {result.assignment}: {result.reason}")
     print(f"class report: {report.write_report(root)}")
     return flagged
+
+
+def roster(root, args):
+    """Record the students of an LMS's roster CSV in the gradebook, with their LMS ids."""
+    try:
+        layout, count, new = lms.import_roster(root, args.file)
+    except lms.RosterError as error:
+        sys.exit(str(error))
+    print(f"{args.file}: {count} students of a {layout} roster recorded ({new} new)")
+
+
+def collect_zip(root, args):
+    """File the notebooks of an LMS's download under submitted/; exit 1 when a file could not be placed."""
+    if args.assignment not in assignments(root):
+        sys.exit(f"no such assignment: {args.assignment} (one of {', '.join(assignments(root))})")
+    outcome = collect.collect(root, args.assignment, args.zipfile)
+    states = list(outcome.placed.values())
+    counts = ", ".join(f"{states.count(state)} {state}" for state in dict.fromkeys(states))
+    late = sum(collect.late_marks(root, args.assignment).get(student, False) for student in outcome.placed)
+    print(f"{args.assignment}: {len(states)} students' notebooks collected ({counts or 'none'})"
+          + (f"; {late} marked late by the LMS" if late else ""))
+    for line in outcome.notes:
+        print(f"  note: {line}")
+    if outcome.problems:
+        print(f"{len(outcome.problems)} files not placed (also in {batch.FLAGS_FILE}):", file=sys.stderr)
+        for _, detail in outcome.problems:
+            print(f"  {detail}", file=sys.stderr)
+    if outcome.problems or not states:
+        sys.exit(1)
+
+
+def export_lms(root, args):
+    """Write the gradebook's scores as the CSV that Canvas's or Moodle's gradebook imports."""
+    done = lms.export(root, args.to, args.file, allow_pending=args.allow_pending)
+    print(f"{done.path}: {done.students} students for {args.to}")
+    for what, lines in (("left blank (--allow-pending exports them)", done.held_back),
+                        ("not in the roster, left out (course roster import)", done.not_in_roster)):
+        if lines:
+            print(f"{len(lines)} {what}:", *lines, sep="\n  ", file=sys.stderr)
 
 
 def require_sandbox():
@@ -146,6 +186,24 @@ def main(argv=None):
                          "(for a machine without bubblewrap; unsafe for untrusted submissions)")
     grading.add_argument("--quiet", action="store_true", help="no progress bar (for CI and cron)")
     commands.add_parser("report", help="write class_report.html and class_report.csv from the gradebook")
+    rosters = commands.add_parser("roster", help="the class list of the LMS").add_subparsers(
+        dest="action", required=True)
+    importing = rosters.add_parser("import", help="record the students of a roster CSV exported by Canvas "
+                                   "(gradebook export) or Moodle (participants or grading worksheet), or "
+                                   "nbgrader's student CSV, with their LMS ids; nothing when a row is bad")
+    importing.add_argument("file", help="the roster CSV")
+    collecting = commands.add_parser("collect", help="file the notebooks of a Canvas or Moodle 'download "
+                                     "all submissions' zip under submitted/; exit code 1 when a file "
+                                     "could not be placed")
+    collecting.add_argument("assignment")
+    collecting.add_argument("zipfile")
+    exporting = commands.add_parser("export", help="write the scores as the CSV that the LMS's gradebook "
+                                    "imports (Canvas assignment ids and Moodle grade items from "
+                                    f"{lms.COURSE_FILE})")
+    exporting.add_argument("--to", choices=["canvas", "moodle"], required=True)
+    exporting.add_argument("file", help="the CSV to write")
+    exporting.add_argument("--allow-pending", action="store_true", help="also export submissions with "
+                           "hand-graded points pending or a flag (else left blank)")
     args = parser.parse_args(argv)
     put_environment_on_path()
     silence_known_warnings()
@@ -155,6 +213,10 @@ def main(argv=None):
         return
     if args.command == "build":
         build(root, args.assignments or None, regrade=args.regrade)
+        lms.apply_due_dates(root)
+        return
+    if args.command in ("roster", "collect", "export"):
+        {"roster": roster, "collect": collect_zip, "export": export_lms}[args.command](root, args)
         return
     commands = {"demo": demo, "scores": print_scores, "mutation-score": mutation_score,
                 "report": lambda root: print(report.write_report(root))}
