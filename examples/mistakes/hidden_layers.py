@@ -4,17 +4,18 @@
 # %% hidden_layer_forward | fails: forward_shape
 def hidden_layer_forward(features, coefs, intercepts):
     """Right values, but the output layer's column (n, 1) is returned as it is."""
-    layer = np.asarray(features, dtype=float)
-    for weights, bias in zip(coefs, intercepts, strict=True):
-        layer = sigmoid(np.dot(layer, weights) + bias)
-    return layer
+    values = np.array(features, dtype=float)
+    for index in range(len(coefs)):
+        values = 1 / (1 + np.exp(-(values.dot(coefs[index]) + intercepts[index])))
+    return values
 
 # %% compare_models | fails: compare_models_lesson, compare_models_hidden
 def compare_models(train_x, train_y, test_x, test_y):
     """Scores both models on the data they were trained on."""
-    mlp = MLPClassifier(hidden_layer_sizes=(4,), activation="logistic", max_iter=10000).fit(train_x, train_y)
-    logistic = LogisticRegression(solver="lbfgs").fit(train_x, train_y)
-    return {
-        "mlp": accuracy_score(train_y, mlp.predict(train_x)),
-        "logistic": accuracy_score(train_y, logistic.predict(train_x)),
-    }
+    models = {"mlp": MLPClassifier(hidden_layer_sizes=(4,), activation="logistic", max_iter=10000),
+              "logistic": LogisticRegression(solver="lbfgs")}
+    scores = {}
+    for name, model in models.items():
+        model.fit(train_x, train_y)
+        scores[name] = model.score(train_x, train_y)
+    return scores
