@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from coursetools import batch, collect, corpus, lms, report
+from coursetools import batch, collect, corpus, lms, report, similarity
 from coursetools.build import build
 from coursetools.course import (
     EXAMPLE_STUDENT_PREFIX,
@@ -105,6 +105,9 @@ def grade_and_report(root, chosen, students=None, workers=None, scheduler=None, 
           "attention")
     for result in flagged:
         print(f"  {result.student or 'submitted'} / {result.assignment}: {result.reason}")
+    for assignment in chosen:  # pairs of alike answers, for the report's section
+        if any((root / "submitted").glob(f"*/{assignment}/*.ipynb")):
+            print(f"similar answers: {similarity.write_report(root, assignment)}")
     print(f"class report: {report.write_report(root)}")
     return flagged
 
@@ -204,6 +207,9 @@ def main(argv=None):
     exporting.add_argument("file", help="the CSV to write")
     exporting.add_argument("--allow-pending", action="store_true", help="also export submissions with "
                            "hand-graded points pending or a flag (else left blank)")
+    similar = commands.add_parser("similarity", help="compare the students' answer cells pairwise "
+                                  "(copydetect) and write similarity_<assignment>.html")
+    similar.add_argument("assignment")
     args = parser.parse_args(argv)
     put_environment_on_path()
     silence_known_warnings()
@@ -214,6 +220,11 @@ def main(argv=None):
     if args.command == "build":
         build(root, args.assignments or None, regrade=args.regrade)
         lms.apply_due_dates(root)
+        return
+    if args.command == "similarity":
+        if args.assignment not in assignments(root):
+            sys.exit(f"no such assignment: {args.assignment}")
+        print(similarity.write_report(root, args.assignment))
         return
     if args.command in ("roster", "collect", "export"):
         {"roster": roster, "collect": collect_zip, "export": export_lms}[args.command](root, args)

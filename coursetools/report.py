@@ -4,7 +4,8 @@ grades.csv.
 The page answers a TA's questions in this order: who needs attention (flagged submissions with their
 reason, then the lowest scorers, each linked to their feedback), which questions the class struggled with
 (test cells sorted by pass rate, with their most common failure messages, whole), a students × questions
-heat map, the score distribution of each assignment, the written answers waiting to be graded by hand,
+heat map, the score distribution of each assignment, the similarity report of each assignment (pairs of
+students whose answers are alike, coursetools.similarity), the written answers waiting to be graded by hand,
 and every student's scores. Example students (example-*) are left out of every statistic and listed apart
 (unless the class has no other student yet, as after `course demo`: then the page says it shows them).
 It fits a 1280 px window. class_report.csv holds the per-question table; grades_detail.csv one row per
@@ -29,7 +30,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from nbgrader.api import Gradebook  # noqa: E402
 
-from coursetools import findings, messages  # noqa: E402
+from coursetools import findings, messages, similarity  # noqa: E402
 from coursetools.batch import FLAGS_FILE, NOT_GRADED  # noqa: E402
 from coursetools.course import EXAMPLE_STUDENT_PREFIX, gradebook_url  # noqa: E402
 from coursetools.scores import grade_rows, score_table  # noqa: E402
@@ -229,6 +230,7 @@ def write_report(root):
         heat_map=heat_map_png(data, heat_students) if heat_students else "", heat_students=len(heat_students),
         distribution=distribution_png(scores) if not scores.empty else "",
         links=lambda student, assignment: links.get((student, assignment), []),
+        similar=similarity.summary(root, assignments),
         example_prefix=EXAMPLE_STUDENT_PREFIX,
     )
     path = root / "class_report.html"

@@ -5,6 +5,7 @@ class of 30 goes the whole way (roster, collect, grade, export) in one slow test
 import contextlib
 import csv
 import io
+import json
 import os
 import shutil
 import zipfile
@@ -342,19 +343,30 @@ def test_a_class_of_30_goes_from_the_lms_to_the_gradebook(term):
         assert correct_late.score > 0 and correct_late.late_submission_penalty > 0
         # the example was not graded by the plain `course grade`, but when asked for
         assert "graded 1 submission" in runs["grade examples"].stdout
+    # the class handed in ten identical copies of each notebook: the similarity section says so
+    page = (root / "class_report.html").read_text()
+    assert 'id="similarity"' in page and "similarity_activations.html" in page
+    record = json.loads((root / "similarity_linear_network.json").read_text())
+    assert record["students"] == CLASS and len(record["pairs"]) >= 2 * 45  # correct and mistaken copies
 
 
 @CLASSES_GROUP
 def test_grades_go_back_to_canvas_and_moodle_as_their_imports_read_them(term, tmp_path):
     root, _ = term
-    with Gradebook(gradebook_url(root)) as gradebook:  # a TA grades one written answer by hand
-        gradebook.find_grade("nonlinear_question", "activations", "activations", "s00").manual_score = 2
+    with Gradebook(gradebook_url(root)) as gradebook:  # a TA grades one written answer, as formgrader does
+        grade = gradebook.find_grade("nonlinear_question", "activations", "activations", "s00")
+        grade.manual_score, grade.needs_manual_grade = 2, False
         gradebook.db.commit()
-        expected = {}
+        expected, pending = {}, set()
         for n in range(CLASS):
             for assignment in ("activations", "linear_network"):
                 submission = gradebook.find_submission(assignment, f"s{n:02d}")
                 expected[(f"s{n:02d}", assignment)] = submission.score - submission.late_submission_penalty
+                if any(grade.needs_manual_grade for grade in submission.grades):
+                    pending.add((f"s{n:02d}", assignment))
+    # a written answer left as released needs no TA (nbgrader scores it 0); the others wait for one
+    assert ("s00", "activations") not in pending and ("s01", "activations") in pending
+    assert ("s02", "activations") not in pending
     run = course_command(root, "export", "--to", "canvas", str(tmp_path / "canvas.csv"))
     assert run.returncode == 0, run.stderr
     with open(tmp_path / "canvas.csv", newline="") as file:
@@ -370,11 +382,12 @@ def test_grades_go_back_to_canvas_and_moodle_as_their_imports_read_them(term, tm
         row = by_login[f"s{n:02d}"]
         assert row[:5] == [f"Dupont-Durand{n}, Émile{n}", str(2000 + n), f"S{n}", f"s{n:02d}",
                            f"Section {'AB'[n % 2]}"]
-        # the written answers wait for a TA: blank, not 0, but the one graded by hand
-        assert row[5] == (f"{expected[('s00', 'activations')]:g}" if n == 0 else "")
-        assert row[6] == ""
-    assert f"{2 * CLASS - 1} left blank" in run.stderr and "s01 / activations: hand-graded points pending" \
-        in run.stderr
+        # a written answer that waits for a TA leaves the assignment blank, not 0
+        for column, assignment in ((5, "activations"), (6, "linear_network")):
+            score = expected[(f"s{n:02d}", assignment)]
+            assert row[column] == ("" if (f"s{n:02d}", assignment) in pending else f"{score:g}")
+    assert f"{len(pending)} left blank" in run.stderr
+    assert "s01 / activations: hand-graded points pending" in run.stderr
     run = course_command(root, "export", "--to", "canvas", str(tmp_path / "all.csv"), "--allow-pending")
     with open(tmp_path / "all.csv", newline="") as file:
         rows = list(csv.DictReader(file))[1:]

@@ -3,14 +3,15 @@ nbgrader's commands and this package's read and write the database at CourseDire
 else, and `course grade` leaves there what a serial `nbgrader autograde` leaves."""
 
 import csv
+import zipfile
 
 import pytest
 from conftest import CLASSES_GROUP, course_command, grades, new_course
 from nbgrader.api import Gradebook
 from postgres import postgres_server
 
-from coursetools import messages
-from coursetools.course import gradebook_url, nbgrader
+from coursetools import collect, lms, messages
+from coursetools.course import gradebook_url, nbgrader, notebook_path
 
 pytestmark = CLASSES_GROUP  # see conftest.py
 
@@ -71,3 +72,24 @@ def test_every_command_reads_and_writes_the_database_at_db_url(on_postgres, tmp_
     with Gradebook(gradebook_url(serial)) as gradebook:
         failed, _ = messages.read(gradebook.db)
     assert set(failed["student"]) == {"example-mistakes"}  # recorded by nbgrader autograde, too
+
+
+def test_the_roster_and_collected_submissions_live_in_the_database_at_db_url(on_postgres, tmp_path):
+    parallel, _, _, sqlite = on_postgres
+    (tmp_path / "roster.csv").write_text('Student,ID,SIS User ID,SIS Login ID,Section\n'
+                                         '"Doe, Jane",1001,S1001,jdoe,A\n"Roe, Rick",1002,S1002,rroe,B\n')
+    (tmp_path / "bad.csv").write_text('Student,ID,SIS User ID,SIS Login ID,Section\n"Poe, Al",1003,,apoe,A\n'
+                                      '"Bad, Row",x,,bad,A\n')
+    assert course_command(parallel, "roster", "import", str(tmp_path / "bad.csv")).returncode == 1
+    assert course_command(parallel, "roster", "import", str(tmp_path / "roster.csv")).returncode == 0
+    with zipfile.ZipFile(tmp_path / "download.zip", "w") as download:
+        download.writestr(f"doejane_1001_501_{ASSIGNMENT}-1.ipynb",
+                          notebook_path(parallel, "release", ASSIGNMENT).read_bytes())
+    assert course_command(parallel, "collect", ASSIGNMENT, str(tmp_path / "download.zip")).returncode == 0
+    assert notebook_path(parallel, "submitted", ASSIGNMENT, "jdoe").exists()
+    assert (parallel / "gradebook.db").read_bytes() == sqlite["parallel"]
+    with Gradebook(gradebook_url(parallel)) as gradebook:
+        assert {"jdoe", "rroe"} <= {s.id for s in gradebook.students}
+        assert "apoe" not in {s.id for s in gradebook.students}  # the bad file imported nothing
+    assert lms.lms_ids(parallel)["rroe"][("canvas", "user_id")] == "1002"
+    assert collect.late_marks(parallel, ASSIGNMENT) == {"jdoe": False}
