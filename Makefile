@@ -33,4 +33,4 @@ $(VENV)/installed: pyproject.toml
 	touch $@
 
 clean:  ## remove what grading made (not the gradebook: it may hold real grades)
-	rm -rf submitted feedback grades.csv grades_detail.csv grading_flags.csv class_report* autograded/*/
+	rm -rf submitted feedback grades.csv grades_detail.csv grading_flags.csv class_report* similarity_* autograded/*/
