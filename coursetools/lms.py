@@ -382,7 +382,7 @@ def export(root, to, path, allow_pending=False):
         if why and not allow_pending:
             held_back.append(f"{student} / {name}: {why}")
             return ""
-        score, penalty = final.get((student, name), (row.score, 0.0))
+        score, penalty = final[(name, student)]
         return f"{max(0.0, (score or 0.0) - (penalty or 0.0)):g}"
 
     path = Path(path)

@@ -362,7 +362,8 @@ def test_grades_go_back_to_canvas_and_moodle_as_their_imports_read_them(term, tm
             for assignment in ("activations", "linear_network"):
                 submission = gradebook.find_submission(assignment, f"s{n:02d}")
                 expected[(f"s{n:02d}", assignment)] = submission.score - submission.late_submission_penalty
-                if any(grade.needs_manual_grade for grade in submission.grades):
+                if any(grade.needs_manual_grade for notebook in submission.notebooks
+                       for grade in notebook.grades):
                     pending.add((f"s{n:02d}", assignment))
     # a written answer left as released needs no TA (nbgrader scores it 0); the others wait for one
     assert ("s00", "activations") not in pending and ("s01", "activations") in pending
