@@ -348,7 +348,7 @@ def export(root, to, path, allow_pending=False):
     table = score_table(url)
     with Gradebook(url) as gradebook:
         maxima = {a.name: a.max_score for a in gradebook.assignments}
-        names = list(maxima)
+        names = [name for name in maxima if name in set(table["assignment"])]  # handed in: a column
         students = {s.id: s for s in gradebook.students}
         final = {(a, s): (score, penalty) for a, s, score, penalty in gradebook.db.query(
             Assignment.name, SubmittedAssignment.student_id, SubmittedAssignment.score,
