@@ -233,8 +233,8 @@ def grade_again(root, saved, workers):
             added = [cell for (notebook, cell), definition in cell_definitions(gradebook, name).items()
                      if definition["max_score"] is not None and (notebook, cell) not in before]
             if added:
-                print(f"{name}: new graded cells {', '.join(added)}: a submission handed in before them has "
-                      "no such cells and scores 0 there")
+                print(f"{name}: new graded cells {', '.join(added)}: new test cells were put back into every "
+                      "submission and graded; a question added after a hand-in has no answer (0 points)")
     print(f"grades: {export_grades(root)}")
     print(f"class report: {report.write_report(root)}")
     graded = sum(result.graded for result in results if result.assignment in saved)

@@ -39,11 +39,13 @@ BROKEN = {
                 "none"),
     "dies": ("the kernel died", "none"),
     "slow": ("notebook time limit", "none"),
-    "deleted-cell": ("grade cells deleted or not run: feedforward_hidden", "all but feedforward_hidden"),
     "duplicated-cell": ("a second cell 'add_bias_hidden' was removed", "all"),
     "link": ("data.csv is not a regular file", "all"),
     "memory-bomb": ("ran out of memory", "all but add_bias"),
 }
+# a test cell deleted by the student is put back and graded: a note, all points of a correct answer
+REPAIRED = {
+    "deleted-cell": "test cells missing from the notebook were put back and graded: feedforward_hidden"}
 # handed in where no assignment is: (student, what was found, what the report must say)
 STRAYS = [
     ("misspelt", "linear_netwrk", "not an assignment of this course (did you mean linear_network?)"),
@@ -115,7 +117,7 @@ def autograded_cells(root, student, assignment):
 def test_exit_code_says_that_submissions_need_attention(graded):
     parallel, _, run = graded
     assert run.returncode == 1, run.stdout + run.stderr
-    assert f"graded {len(HONEST) * len(ASSIGNMENTS) + len(BROKEN)} submissions" in run.stdout
+    assert f"graded {len(HONEST) * len(ASSIGNMENTS) + len(BROKEN) + len(REPAIRED)} submissions" in run.stdout
     assert "Warning" not in run.stderr, run.stderr  # SQLAlchemy's, nbgrader's: no noise
 
 
@@ -144,6 +146,19 @@ def test_broken_submission_is_reported_and_gets_only_the_points_it_earned(graded
         score, earned = value[0], got[(student, "linear_network", cell)][0]
         kept = keeps == "all" or (keeps.startswith("all but") and not cell.startswith(keeps.split()[-1]))
         assert earned == (score if kept else 0), cell
+
+
+@pytest.mark.parametrize("student", sorted(REPAIRED))
+def test_a_deleted_test_cell_is_put_back_and_graded(graded, student):
+    """Test cells are the instructor's: a correct answer whose test cell was deleted earns every point."""
+    parallel, serial, run = graded
+    got = automatic_scores(parallel, student)
+    assert got == automatic_scores(serial, "example-correct") and got["flagged"] is False
+    assert (student, "linear_network") not in flags(parallel)
+    with Gradebook(gradebook_url(parallel)) as gradebook:
+        _, recorded = messages.read(gradebook.db)
+    noted = recorded[(recorded["student"] == student) & (recorded["kind"] == "tests-put-back")]
+    assert list(noted["detail"]) == [REPAIRED[student]]
 
 
 @pytest.mark.parametrize(("student", "found", "reason"), STRAYS)
@@ -175,7 +190,8 @@ def test_every_graded_student_gets_feedback_for_students(graded):
     ("broken-json", "could not be read as a notebook"),
     ("renamed", "Your submission has no linear_network.ipynb (found my_network.ipynb), so it scored zero"),
     ("slow", "Your notebook ran longer than the time limit (30 s) and was stopped"),
-    ("deleted-cell", "These graded cells were missing from your notebook and score zero: feedforward_hidden"),
+    ("deleted-cell", "These test cells were missing from your notebook; they were put back and graded: "
+                     "feedforward_hidden"),
 ])
 def test_feedback_tells_the_student_why_points_are_missing(graded, student, says):
     parallel, _, _ = graded

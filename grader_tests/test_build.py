@@ -192,16 +192,19 @@ def test_regrade_changes_a_graded_assignment_and_keeps_the_hand_grading_of_uncha
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "regrade: 3 submissions graded again, 2 hand-graded scores kept, 1 to grade again by hand" in (
         done.stdout), done.stdout
-    assert f"{ASSIGNMENT}: new graded cells relu_more_hidden, leaky_relu_values: a submission handed in " in (
-        done.stdout), done.stdout
+    added = f"{ASSIGNMENT}: new graded cells relu_more_hidden, leaky_relu_values: new test cells were put"
+    assert added in done.stdout, done.stdout
     definitions, grades, comments = gradebook_state(course)
     assert {"leaky_relu", "leaky_relu_values", "relu_more_hidden"} <= {cell for _, cell in definitions}
     assert definitions[(ASSIGNMENT, "relu_hidden")]["max_score"] == 3
     graded_cells = {cell for (_, cell), d in definitions.items() if d["max_score"] is not None}
     for student in STUDENTS:
         assert {cell for (who, cell) in grades if who == student} == graded_cells
-    # the changed test cell ran with its new hidden tests
+    # the changed test cell ran with its new hidden tests, and the new one was put back into every notebook
     assert grades[("example-correct", "relu_hidden")][0] == 3
+    assert grades[("example-correct", "relu_more_hidden")][0] == 1
+    assert grades[("example-untouched", "relu_more_hidden")][0] == 0
+    assert grades[("example-correct", "leaky_relu_values")][0] == 0  # a question added after the hand-in
     assert grades[("example-untouched", "relu_hidden")][0] == 0
     # hand grading of the unchanged written answer is back; that of the changed one is not, and says so
     for (student, cell), (score, comment) in HAND_GRADED.items():

@@ -109,13 +109,17 @@ class RestoreInstructorCells(OverwriteCells):
       student added to a test cell (skip-execution) has no effect;
     - a test cell that differs from its release only by its hidden tests is restored without a word
       (nbgrader would warn "checksum has changed" for every hidden test of every honest submission); a
-      cell that the student did edit is reported once, in words, as a note.
+      cell that the student did edit is reported once, in words, as a note;
+    - a test cell missing from the notebook (deleted, or added to the assignment after the hand-in) is
+      put back where the instructor's notebook has it, and runs: test cells are the instructor's, and
+      every answer is graded by all of them.
     """
 
     def preprocess(self, nb, resources):
         findings.clear(nb)
         info = resources["nbgrader"]
         self._found = list(_refused.pop((info["student"], info["assignment"]), []))
+        self._put_back_missing_tests(nb, info)
         nb, resources = super().preprocess(nb, resources)
         self._restore_metadata(nb, info)
         self._find_deleted_cells(nb)
@@ -161,6 +165,32 @@ class RestoreInstructorCells(OverwriteCells):
             self._found.append(Finding(
                 "cells-missing", f"grade cells deleted or not run: {names}",
                 student=f"These graded cells were missing from your notebook and score zero: {names}."))
+
+    def _put_back_missing_tests(self, nb, info):
+        with Gradebook(self.db_url) as gradebook:
+            defined = {cell.name for cell in gradebook.find_notebook(
+                info["notebook"], info["assignment"]).grade_cells}
+        coursedir = CourseDirectory(config=self.config)
+        folder = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
+        instructor = read_instructor_notebook(folder / f"{info['notebook']}.ipynb").cells
+        put_back = []
+        for index, cell in enumerate(instructor):
+            present = {grade_id(c): at for at, c in enumerate(nb.cells) if grade_id(c)}
+            name = grade_id(cell)
+            if not is_test_cell(cell) or name in present or name not in defined:
+                continue
+            # after the nearest cell before it in the instructor's notebook that the student's notebook has
+            after = next((present[grade_id(c)] for c in reversed(instructor[:index])
+                          if grade_id(c) in present), -1)
+            metadata = nbformat.from_dict(dict(cell.metadata))
+            nb.cells.insert(after + 1, nbformat.v4.new_code_cell(cell.source, metadata=metadata))
+            put_back.append(name)
+        if put_back:
+            names = ", ".join(put_back)
+            self._found.append(Finding(
+                "tests-put-back", f"test cells missing from the notebook were put back and graded: {names}",
+                student=f"These test cells were missing from your notebook; they were put back and graded: "
+                        f"{names}.", needs_ta=False))
 
     def _restore_metadata(self, nb, info):
         coursedir = CourseDirectory(config=self.config)
