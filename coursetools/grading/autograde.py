@@ -167,7 +167,7 @@ class RestoreInstructorCells(OverwriteCells):
                 student=f"These graded cells were missing from your notebook and score zero: {names}."))
 
     def _put_back_missing_tests(self, nb, info):
-        with Gradebook(self.db_url) as gradebook:
+        with Gradebook(info["db_url"]) as gradebook:  # (self.db_url is set by OverwriteCells, later)
             defined = {cell.name for cell in gradebook.find_notebook(
                 info["notebook"], info["assignment"]).grade_cells}
         coursedir = CourseDirectory(config=self.config)
