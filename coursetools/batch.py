@@ -363,23 +363,33 @@ def record(root, result, config):
     result.findings = found
 
 
-def write_flags(root, results):
-    """grading_flags.csv, next to grades.csv: every flagged submission with its reason (kept across runs
-    for submissions that were not graded this time)."""
+def read_flags(root):
+    """{(student, assignment): reason} of grading_flags.csv ({} before anything was flagged)."""
     path = root / FLAGS_FILE
-    rows = {}
-    if path.exists():
-        with path.open() as file:
-            rows = {(r["student"], r["assignment"]): r["reason"] for r in csv.DictReader(file)}
-    for result in results:
-        rows.pop((result.student, result.assignment), None)
-        if result.reason:
-            rows[(result.student, result.assignment)] = result.reason
-    with path.open("w", newline="") as file:
+    if not path.exists():
+        return {}
+    with path.open(newline="") as file:
+        return {(row["student"], row["assignment"]): row["reason"] for row in csv.DictReader(file)}
+
+
+def save_flags(root, rows):
+    """Write grading_flags.csv, next to grades.csv, from {(student, assignment): reason}."""
+    with (root / FLAGS_FILE).open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["student", "assignment", "reason"])
         for (student, assignment), reason in sorted(rows.items()):
             writer.writerow([student, assignment, reason])
+
+
+def write_flags(root, results):
+    """Every flagged submission with its reason in grading_flags.csv (kept across runs for submissions that
+    were not graded this time)."""
+    rows = read_flags(root)
+    for result in results:
+        rows.pop((result.student, result.assignment), None)
+        if result.reason:
+            rows[(result.student, result.assignment)] = result.reason
+    save_flags(root, rows)
 
 
 def run_jobs(jobs, workers, scheduler=None):

@@ -10,7 +10,6 @@ the new cells, every submission is graded again, and the TAs' scores and comment
 that did not change; a changed or removed cell's are flagged for a TA in grading_flags.csv.
 """
 
-import csv
 import ctypes
 import datetime
 import json
@@ -309,15 +308,7 @@ def dropped(work, changed):
 
 def add_flags(root, reasons):
     """Add reasons to grading_flags.csv ({(student, assignment): [reason]}), keeping every other row."""
-    path = root / batch.FLAGS_FILE
-    rows = {}
-    if path.exists():
-        with path.open() as file:
-            rows = {(row["student"], row["assignment"]): row["reason"] for row in csv.DictReader(file)}
+    rows = batch.read_flags(root)
     for key, lines in reasons.items():
         rows[key] = "; ".join(filter(None, [rows.get(key), *lines]))
-    with path.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["student", "assignment", "reason"])
-        for (student, assignment), reason in sorted(rows.items()):
-            writer.writerow([student, assignment, reason])
+    batch.save_flags(root, rows)

@@ -14,7 +14,6 @@ files) is reported, in grading_flags.csv too, and makes the exit code non-zero. 
 an identical notebook is left as it is, a newer one replaces an older one, an older one is not taken.
 """
 
-import csv
 import hashlib
 import io
 import re
@@ -30,7 +29,7 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.plugins import FileNameCollectorPlugin
 from sqlalchemy import delete, insert, select
 
-from coursetools.batch import FLAGS_FILE
+from coursetools.batch import read_flags, save_flags
 from coursetools.course import gradebook_url, load_config
 from coursetools.grading.limits import SubmissionLimits
 from coursetools.lms import LMS_IDS, LMS_SUBMISSIONS, apply_due_dates, tables
@@ -262,21 +261,13 @@ def late_marks(root, assignment):
 
 def _write_flags(root, assignment, problems):
     """Replace this assignment's rows of the last collect in grading_flags.csv with this one's."""
-    path = root / FLAGS_FILE
-    rows = []
-    if path.exists():
-        with path.open() as file:
-            rows = [row for row in csv.DictReader(file) if not (
-                row["assignment"] == assignment and row["reason"].startswith(COLLECT_PREFIX))]
+    rows = {key: reason for key, reason in read_flags(root).items()
+            if not (key[1] == assignment and reason.startswith(COLLECT_PREFIX))}
     by_who = {}
     for who, detail in problems:
         by_who.setdefault(who or "(download)", []).append(detail)
-    rows += [{"student": who, "assignment": assignment, "reason": COLLECT_PREFIX + "; ".join(details)}
-             for who, details in by_who.items()]
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, ["student", "assignment", "reason"])
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda row: (row["student"], row["assignment"])))
+    rows.update({(who, assignment): COLLECT_PREFIX + "; ".join(details) for who, details in by_who.items()})
+    save_flags(root, rows)
 
 
 class CanvasCollector(FileNameCollectorPlugin):

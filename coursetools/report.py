@@ -13,7 +13,6 @@ submission, with written answers not yet graded shown as pending and flagged sub
 """
 
 import base64
-import csv
 import io
 import urllib.parse
 from collections import Counter
@@ -31,7 +30,7 @@ import pandas as pd  # noqa: E402
 from nbgrader.api import Gradebook  # noqa: E402
 
 from coursetools import findings, messages, similarity  # noqa: E402
-from coursetools.batch import FLAGS_FILE, NOT_GRADED  # noqa: E402
+from coursetools.batch import NOT_GRADED, read_flags  # noqa: E402
 from coursetools.course import EXAMPLE_STUDENT_PREFIX, gradebook_url  # noqa: E402
 from coursetools.scores import grade_rows, score_table  # noqa: E402
 
@@ -76,15 +75,6 @@ def collect(root):
                            if (student, assignment) not in graded],
                           columns=["student", "assignment", "reason"])
     return ClassData(grades, scores, strays, examples_only=bool(scores["example"].all()))
-
-
-def read_flags(root):
-    """{(student, assignment): reason} of grading_flags.csv (written by `course grade`)."""
-    path = root / FLAGS_FILE
-    if not path.exists():
-        return {}
-    with path.open() as file:
-        return {(row["student"], row["assignment"]): row["reason"] for row in csv.DictReader(file)}
 
 
 def counted(data, frame):
