@@ -11,7 +11,6 @@ import ast
 import io
 import json
 import shutil
-import time
 import tokenize
 
 import nbformat
@@ -269,17 +268,14 @@ def test_summary_reads_the_reports_and_writes_them_again_when_submissions_change
     assert "copier and corpus-2" in (course / row["page"]).read_text()
 
 
-def test_two_hundred_students_are_compared_in_seconds(course):
-    """Each student is fingerprinted once and the shared tokens of all pairs are counted at once: 19 900
-    pairs take a few seconds (copydetect's comparison of each pair, about ten times more)."""
+def test_two_hundred_students_are_compared_pair_by_pair(course):
+    """Each student is fingerprinted once and the shared tokens of all pairs are counted at once (what that
+    costs: benchmarks/similarity_cost.py)."""
     answers = corpus.read_corpus(ROOT)["digits_cv"]  # the longest answers, right and wrong
     release = read(course, "release", "digits_cv")
     rng = np.random.default_rng(0)
     for k in range(200):
         chosen = [entries[rng.integers(len(entries))].answer for entries in answers.values()]
         submit(course, "digits_cv", f"student-{k:03d}", fill_answers(release, chosen))
-    start = time.perf_counter()
     pairs = similarity.compare(course, "digits_cv")
-    seconds = time.perf_counter() - start
-    assert pairs.compared == 19_900
-    assert seconds < 60, f"{seconds:.1f} s"  # about 4 s on the 2-core development machine
+    assert pairs.compared == 19_900 and len(pairs.students) == 200
