@@ -325,7 +325,7 @@ def record(root, result, config):
         else:
             gradebook.update_or_create_submission(result.assignment, result.student)
         notebooks = [nb.name for nb in gradebook.find_assignment(result.assignment).notebooks]
-    graded, found, failed = set(), list(result.findings), {}
+    graded, found, failed, seeds = set(), list(result.findings), {}, {}
     for name in notebooks:
         path = target / f"{name}.ipynb"
         if not path.exists():
@@ -337,7 +337,7 @@ def record(root, result, config):
         AssignLatePenalties(config=config).preprocess(notebook, resources)
         graded |= {(name, grade_id(cell)) for cell in notebook.cells if utils.is_grade(cell)}
         found += [finding for finding in findings.read(notebook) if finding not in found]
-        failed[name] = failure_messages(notebook)
+        failed[name], seeds[name] = failure_messages(notebook), findings.seed(notebook)
     with Gradebook(db_url, coursedir.course_id) as gradebook:
         submission = gradebook.find_submission(result.assignment, result.student)
         missing = [(nb.name, grade.name) for nb in submission.notebooks for grade in nb.grades
@@ -358,7 +358,7 @@ def record(root, result, config):
             not_run = {grade.name: NOT_GRADED for grade in nb.grades if (nb.name, grade.name) in missing
                        and grade.cell_type == "code"}
             messages.save(gradebook.db, result.assignment, result.student, nb.name,
-                          {**not_run, **failed.get(nb.name, {})}, found)
+                          {**not_run, **failed.get(nb.name, {})}, found, seeds.get(nb.name, ""))
         gradebook.db.commit()
     result.findings = found
 

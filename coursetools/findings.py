@@ -10,7 +10,8 @@ needs a TA flags the submission; the others are notes.
 
 from dataclasses import asdict, dataclass
 
-METADATA_KEY = "grading"  # nb.metadata["grading"]["findings"]: a list of Finding dicts
+# nb.metadata["grading"]["findings"]: a list of Finding dicts; ["seed"]: the seed of the hidden inputs
+METADATA_KEY = "grading"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,16 @@ def read(nb):
 def clear(nb):
     """Forget any findings a notebook carries: a submitted notebook's metadata is the student's to write."""
     nb.metadata.pop(METADATA_KEY, None)
+
+
+def set_seed(nb, seed):
+    """Record the seed of the student's hidden inputs in the notebook (for the gradebook, with the grade)."""
+    nb.metadata.setdefault(METADATA_KEY, {})["seed"] = str(seed)
+
+
+def seed(nb):
+    """The seed of the hidden inputs a notebook was graded with ("" when none was recorded)."""
+    return nb.metadata.get(METADATA_KEY, {}).get("seed", "")
 
 
 def reason(found):

@@ -30,6 +30,9 @@ FINDINGS = Table("grading_findings", _metadata, Column("id", Integer, primary_ke
               *_notebook_columns(), Column("kind", String(64), nullable=False),
               Column("detail", Text, nullable=False), Column("for_student", Text, nullable=False),
               Column("needs_ta", Boolean, nullable=False))
+# the seed that the student's hidden inputs were drawn from (coursetools.grading.judge.hidden_seed), for audit
+SEEDS = Table("grading_seeds", _metadata, Column("id", Integer, primary_key=True), *_notebook_columns(),
+              Column("seed", String(32), nullable=False))
 FAILURE_COLUMNS = ["assignment", "student", "notebook", "cell", "message"]
 FINDING_COLUMNS = ["assignment", "student", "notebook", "kind", "detail", "for_student", "needs_ta"]
 
@@ -44,13 +47,15 @@ def failure_messages(notebook):
     return messages
 
 
-def save(session, assignment, student, notebook, cell_messages, notebook_findings):
-    """Replace what is recorded of one graded notebook: {test cell: failure message} and [Finding].
-    `session` is an open Gradebook's (gradebook.db); the caller commits."""
+def save(session, assignment, student, notebook, cell_messages, notebook_findings, seed=""):
+    """Replace what is recorded of one graded notebook: {test cell: failure message}, [Finding] and the seed
+    of its hidden inputs. `session` is an open Gradebook's (gradebook.db); the caller commits."""
     _metadata.create_all(session.connection(), checkfirst=True)  # in the session's transaction
     key = {"assignment": assignment, "student": student, "notebook": notebook}
-    for table in (FAILURES, FINDINGS):
+    for table in (FAILURES, FINDINGS, SEEDS):
         session.execute(delete(table).where(*[table.c[name] == value for name, value in key.items()]))
+    if seed:
+        session.execute(insert(SEEDS), [{**key, "seed": str(seed)}])
     if cell_messages:
         session.execute(insert(FAILURES), [{**key, "cell": cell, "message": message}
                                            for cell, message in cell_messages.items()])
@@ -69,6 +74,13 @@ def read(session):
                                .order_by(FINDINGS.c.id)).all()
     return (pd.DataFrame([tuple(row) for row in messages], columns=FAILURE_COLUMNS),
             pd.DataFrame([tuple(row) for row in recorded], columns=FINDING_COLUMNS))
+
+
+def seeds(session):
+    """{(assignment, student, notebook): the seed its hidden inputs were drawn from}."""
+    _metadata.create_all(session.connection(), checkfirst=True)
+    rows = session.execute(select(SEEDS.c.assignment, SEEDS.c.student, SEEDS.c.notebook, SEEDS.c.seed)).all()
+    return {(row.assignment, row.student, row.notebook): row.seed for row in rows}
 
 
 def as_findings(rows):

@@ -61,7 +61,8 @@ def test_inputs_unchanged_catches_a_function_that_modifies_its_input_and_keeps_t
 
     data = np.array([-1.0, 2.0])
     assert fails_with(checks.expect_inputs_unchanged, relu_in_place, data) == (
-        "relu_in_place (argument 1) changed its input; work on a copy (e.g. frame.copy()) instead"
+        "relu_in_place (argument 1) changed its input, a numpy array; work on a copy instead "
+        "(e.g. x = x.copy(), or a function that returns a new array)"
     )
     assert data.tolist() == [-1.0, 2.0]
     checks.expect_inputs_unchanged(lambda coefs: [c * 2 for c in coefs], [np.ones(2), np.ones((2, 3))])
@@ -120,3 +121,75 @@ def test_call_accepts_plain_data_only():
         assert says in fails_with(checks.call, lambda value=value: value)
     model = checks.call(lambda: AlwaysEqual(1.0), any_result=True)  # not a student's answer: a model's fit
     assert isinstance(model, AlwaysEqual)
+
+
+@pytest.mark.parametrize(("value", "named", "fix"), [
+    (np.array([-1.0, 2.0]), "a numpy array", "x.copy()"),
+    (pd.DataFrame({"a": [-1.0, 2.0]}), "a DataFrame", "frame.copy()"),
+    (pd.Series([-1.0, 2.0]), "a Series", "series.copy()"),
+    ([-1.0, 2.0], "a list", "list(values)"),
+])
+def test_a_changed_argument_is_named_by_its_type_with_the_fitting_copy(value, named, fix):
+    def clip_in_place(x):
+        x[0] = 0.0
+        return x
+
+    message = fails_with(checks.expect_inputs_unchanged, clip_in_place, value)
+    assert f"changed its input, {named}; work on a copy" in message and fix in message, message
+    assert "frame.copy()" not in message or named == "a DataFrame", message
+
+
+def test_a_hint_shows_also_when_the_function_raised_or_warned_before_the_check():
+    def tanh_overflowing(x):
+        return (np.exp(x) - np.exp(-x)) / (np.exp(x) + np.exp(-x))
+
+    def check():
+        with checks.hint("use np.tanh"):
+            got = checks.call(tanh_overflowing, np.array([1000.0]), allow_warnings=False)
+            checks.expect_close("tanh", got, [1.0])
+
+    message = fails_with(check)
+    assert message.startswith("tanh_overflowing warned RuntimeWarning") and message.endswith(". use np.tanh")
+    with pytest.raises(checks.CheckFailed) as failure:  # a plain assert gets the hint too
+        with checks.hint("the hint"):
+            raise AssertionError("a plain assertion")
+    assert str(failure.value) == "a plain assertion. the hint"
+    with checks.hint("never shown"):  # nothing fails: nothing is said
+        checks.expect_close("f", [1.0], [1.0])
+
+
+def test_a_failure_has_a_brief_form_without_the_expected_values():
+    with pytest.raises(checks.CheckFailed) as failure:
+        checks.expect_close("relu", [0.0, 0.5, 7.0], [0.0, 0.5, 2.0], inputs=[-1, 0.5, 2], hint="max(0, x)")
+    where = "relu is wrong at 1 of 3 positions; first at position 2 (input 2)"
+    assert str(failure.value) == f"{where}: expected 2, got 7. max(0, x)"
+    assert failure.value.brief == f"{where}: got 7. max(0, x)"
+    with pytest.raises(checks.CheckFailed) as failure:
+        checks.expect_equal("final_accuracy", 0.5, 0.98888)
+    assert "0.98888" in str(failure.value) and "0.98888" not in failure.value.brief
+    assert failure.value.brief == "final_accuracy returned 0.5, which is not the expected value"
+
+
+def test_cases_report_how_many_passed_and_the_first_failure():
+    def check(x):
+        checks.expect_close(f"relu({x})", max(x, 0.0) if x != 3 else -1.0, max(x, 0.0))
+
+    checks.cases(check, [-1.0, 0.0, 2.0])  # all pass: nothing raised
+    with pytest.raises(checks.CasesFailed) as failure:
+        checks.cases(check, [-1.0, 3, 2.0, 3])
+    assert (failure.value.passed, failure.value.total) == (2, 4)
+    assert str(failure.value).startswith("2 of 4 cases fail; the first: relu(3) is wrong at 1 of 1 positions")
+    assert "expected 3" in str(failure.value) and "expected" not in failure.value.brief
+
+
+def test_hidden_inputs_come_from_the_students_seed(monkeypatch):
+    assert checks.seed is None  # a student's own Jupyter: the stream alone
+    plain = checks.inputs_rng(3).normal(size=4)
+    assert np.array_equal(plain, np.random.default_rng(3).normal(size=4))
+    monkeypatch.setattr(checks, "seed", 12345)
+    first = checks.inputs_rng(3).normal(size=4)
+    assert np.array_equal(first, checks.inputs_rng(3).normal(size=4))  # stable
+    assert not np.array_equal(first, plain)
+    assert not np.array_equal(first, checks.inputs_rng(4).normal(size=4))  # streams differ
+    monkeypatch.setattr(checks, "seed", 12346)
+    assert not np.array_equal(first, checks.inputs_rng(3).normal(size=4))  # students differ

@@ -39,13 +39,13 @@ from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
-from traitlets import Integer, Unicode
+from traitlets import Dict, Enum, Integer, Unicode
 
 from coursetools import findings, messages
 from coursetools.course import grade_id, load_config, read_instructor_notebook
 from coursetools.findings import Finding
 from coursetools.grading import kernel
-from coursetools.grading.judge import Judge
+from coursetools.grading.judge import HIDDEN_FEEDBACK, Judge, hidden_seed
 from coursetools.grading.limits import SubmissionLimits
 from coursetools.grading.release import published_sources
 
@@ -95,7 +95,7 @@ class RecordMessages(NbGraderPreprocessor):
         info = resources["nbgrader"]
         with Gradebook(info["db_url"]) as gradebook:
             messages.save(gradebook.db, info["assignment"], info["student"], info["notebook"],
-                          messages.failure_messages(nb), findings.read(nb))
+                          messages.failure_messages(nb), findings.read(nb), findings.seed(nb))
             gradebook.db.commit()
         return nb, resources
 
@@ -225,6 +225,15 @@ class JudgedExecute(Execute):
                            "and flags it; the batch goes on. 0 for no limit.").tag(config=True)
     transcript = Unicode("", help="A file to which the judge appends everything it sends to students' "
                                   "kernels (for tests and audits); none when empty.").tag(config=True)
+    hidden_feedback = Dict(value_trait=Enum(HIDDEN_FEEDBACK), key_trait=Unicode(), help=(
+        "How much a failed hidden test shows, per assignment ({assignment: level}; '*' for the others): "
+        "'message' (the default: what was wrong, the shape or the first wrong position and its input, "
+        "without the expected values of the student's hidden inputs), 'full' (expected and got) or "
+        "'pass/fail'. Visible tests always show everything.")).tag(config=True)
+    other_seeds = Integer(0, help="Judge every test that draws its inputs from the student's seed under "
+                                  "this many other seeds too, and fail it where its verdict changes (a "
+                                  "check of the tests themselves: the answer corpus uses it).",
+                          ).tag(config=True)
     store_widget_state = False  # widget messages are not output, and nothing would bound them
 
     def preprocess(self, nb, resources, km=None):
@@ -235,8 +244,14 @@ class JudgedExecute(Execute):
         coursedir = CourseDirectory(config=self.config)
         folder = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
         source = read_instructor_notebook(folder / f"{info['notebook']}.ipynb")
+        seed = hidden_seed(coursedir.course_id, info["assignment"], info["student"])
+        findings.set_seed(nb, seed)  # with the grade, for audit: the same inputs at every regrade
+        told = self.hidden_feedback.get(info["assignment"], self.hidden_feedback.get("*", "message"))
         self.judge = Judge(source, folder / "checks.py", timeout=self.timeout or 60,
-                           max_bytes=self.answer_limit, transcript=self.transcript or None)
+                           max_bytes=self.answer_limit, transcript=self.transcript or None, seed=seed,
+                           hidden_feedback=told, other_seeds=[
+                               hidden_seed(coursedir.course_id, info["assignment"], info["student"], round_)
+                               for round_ in range(1, self.other_seeds + 1)])
         self._printed, self._cut, self._kernel_id, self._kernel = {}, set(), None, None
         self._judged = set()
         self._judge_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")

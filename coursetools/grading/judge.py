@@ -30,6 +30,7 @@ import io
 import itertools
 import json
 import marshal
+import math
 import os
 import pickle
 import secrets
@@ -52,6 +53,7 @@ from coursetools.grading.kernel import is_idle
 from coursetools.student import checks, shim, wire
 
 STUDENT_SIDE = [checks, wire, shim]  # modules whose source runs in the student's kernel, in this order
+HIDDEN_FEEDBACK = ("message", "full", "pass/fail")  # how much a failed hidden test shows
 REMEMBERED = 512  # reference results kept per process
 REFERENCES_VARIABLE = "COURSE_REFERENCE_RESULTS"  # a folder where a grading run's workers share them
 _references = OrderedDict()  # digest -> result, across the submissions this process grades
@@ -281,14 +283,20 @@ class KernelObject:
 class Judge:
     """Runs one notebook's instructor cells and test cells beside the student's kernel."""
 
-    def __init__(self, source_notebook, checks_path, timeout=60, max_bytes=64 * 2**20, transcript=None):
+    def __init__(self, source_notebook, checks_path, timeout=60, max_bytes=64 * 2**20, transcript=None,
+                 seed=None, hidden_feedback="message", other_seeds=()):
+        if hidden_feedback not in HIDDEN_FEEDBACK:
+            raise ValueError(f"hidden_feedback is {hidden_feedback!r}; expected one of "
+                             f"{', '.join(HIDDEN_FEEDBACK)}")
         self.cells = {grade_id(cell): cell for cell in source_notebook.cells if grade_id(cell)}
+        # the student's own seed of hidden inputs; the others judge each test again (a check of the tests)
+        self.seed, self.hidden_feedback, self.other_seeds = seed, hidden_feedback, list(other_seeds)
         self.student_names = solution_names(source_notebook)
         # the instructor's cells that come before the first test and use no function of the student's:
         # the same for every submission, so run once per process (the namespace they make is copied)
         self.prefix = []
         for cell in source_notebook.cells:
-            if utils.is_grade(cell):
+            if utils.is_grade(cell) or "inputs_rng(" in cell.source:  # a student's own inputs: never shared
                 break
             instructors = cell.cell_type == "code" and grade_id(cell) and not utils.is_solution(cell)
             if instructors and self.runs_here(cell):
@@ -345,21 +353,59 @@ class Judge:
         return error
 
     def run_test_cell(self, grade_id):
-        """Run the instructor's test cell; return its outputs as nbgrader scores them."""
+        """Run the instructor's test cell; return its outputs as nbgrader scores them: what the test printed,
+        and on failure an error with the check's message, or, for a test of `cases` that some cases passed,
+        the message and the points earned (nbgrader's partial credit: an output that is a number)."""
+        cell = self.cells[grade_id]
         if self.out_of_memory:
             printed, error = "", MemoryError("not judged: the grader ran out of memory in an earlier test")
         else:
-            printed, error = self._run(self.cells[grade_id].source)
+            printed, error = self._run(cell.source)
+            if self.other_seeds and "inputs_rng(" in cell.source and not self.out_of_memory:
+                error = self._same_under_other_seeds(cell.source, error)
+        hidden = "BEGIN HIDDEN TESTS" in cell.source
+        told = self.hidden_feedback if hidden else "full"  # visible tests always show everything
+        printed = "" if told == "pass/fail" else printed
         outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)] if printed else []
-        if error is not None:
-            name, message = type(error).__name__, str(error)
-            outputs.append(nbformat.v4.new_output("error", ename=name, evalue=message,
-                                                  traceback=[f"{name}: {message}"]))
+        if error is None:
+            return outputs
+        message = {"full": str(error), "message": getattr(error, "brief", str(error)),
+                   "pass/fail": "this hidden test failed (the course shows no detail of hidden tests)"}[told]
+        passed, total = getattr(error, "passed", 0), getattr(error, "total", 0)
+        if passed and total and _ends_with_cases(cell.source):
+            points = float(cell.metadata["nbgrader"]["points"])
+            earned = math.floor(100 * points * passed / total) / 100  # never more than the cases passed
+            text = message if told != "pass/fail" else f"{total - passed} of {total} cases of this test fail"
+            outputs.append(nbformat.v4.new_output("stream", name="stdout", text=f"{text}\n"))
+            outputs.append(nbformat.v4.new_output("execute_result", data={"text/plain": f"{earned:g}"},
+                                                  execution_count=None))
+            return outputs
+        name = type(error).__name__ if told != "pass/fail" else "AssertionError"
+        outputs.append(nbformat.v4.new_output("error", ename=name, evalue=message,
+                                              traceback=[f"{name}: {message}"]))
         return outputs
+
+    def _same_under_other_seeds(self, source, error):
+        """Judge a test that draws inputs from the student's seed again under the other seeds: its verdict
+        (all of its points, or not) must not depend on them. The error of the student's own seed, or one
+        that says under which seeds the verdict differs."""
+        seed, verdicts = self.seed, {self.seed: error is None}
+        try:
+            for other in self.other_seeds:
+                self.seed = other
+                verdicts[other] = self._run(source)[1] is None
+        finally:
+            self.seed = seed
+        if len(set(verdicts.values())) == 1:
+            return error
+        passing = [str(key) for key, passed in verdicts.items() if passed]
+        failing = [str(key) for key, passed in verdicts.items() if not passed]
+        return SeedDependent(f"the verdict depends on the hidden inputs: passes under seeds "
+                             f"{', '.join(passing)}, fails under {', '.join(failing)}")
 
     def _run(self, source):
         printed = io.StringIO()
-        self.checks.remember = remember
+        self.checks.remember, self.checks.seed = remember, self.seed
         try:
             with contextlib.redirect_stdout(printed), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the judge's own warnings are nobody's business
@@ -370,7 +416,7 @@ class Judge:
         except Exception as error:  # a failed check, or a call the kernel could not answer
             return printed.getvalue(), error
         finally:
-            self.checks.remember = None
+            self.checks.remember = self.checks.seed = None
         return printed.getvalue(), None
 
     def ask(self, function, name, args, kwargs, seed=None, allow_warnings=None, replace=None,
@@ -470,6 +516,26 @@ class Judge:
                 raise ValueError("a reference to an object that the tests do not hold")
             return self.objects[number]
         return KernelObject(self, number, bool(body.get("callable")))
+
+
+class SeedDependent(AssertionError):
+    """A test whose verdict changes with the seed of the hidden inputs: the test, not the answer, is wrong."""
+
+
+def _ends_with_cases(source):
+    """Whether a test cell's last statement is a call of `cases`: then nothing of it is left unrun when
+    `cases` reports that some cases failed, and the cell may earn partial credit."""
+    body = ast.parse(source).body
+    last = body[-1] if body else None
+    return (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+            and isinstance(last.value.func, ast.Name) and last.value.func.id == "cases")
+
+
+def hidden_seed(course, assignment, student, round_=0):
+    """The seed of a student's hidden inputs: from the course, the assignment and the student, so that it
+    is the same at every regrade and differs between students (round_ > 0: other seeds, to check tests)."""
+    text = "\0".join([course, assignment, student, str(round_)] if round_ else [course, assignment, student])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
 class _StudentRaised(Exception):

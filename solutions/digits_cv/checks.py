@@ -1,7 +1,7 @@
 """Checks used by the tests in every notebook of the course.
 
-Each check raises AssertionError with a message that says what was checked, what was expected and
-what came back, so that a failed test teaches instead of only saying "fail". Checks run in the
+Each check raises CheckFailed (an AssertionError) with a message that says what was checked, what was
+expected and what came back, so that a failed test teaches instead of only saying "fail". Checks run in the
 order type -> shape -> values; values are compared on np.ravel of both sides, so that a shape
 mistake is judged by the shape check alone.
 
@@ -39,6 +39,75 @@ NULLABLE = ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UIn
             "boolean")
 
 
+class CheckFailed(AssertionError):
+    """A failed check. Its text says everything: what was checked, what was expected, what came back, and
+    the hint. `brief` says what was wrong without the expected values: what a failed hidden test shows
+    (each student's hidden inputs are their own, and the course chooses how much such a test tells)."""
+
+    def __init__(self, message, brief=None, hint=""):
+        self.message, self.brief_message, self.hint = message, message if brief is None else brief, hint
+        super().__init__(_join(message, hint))
+
+    @property
+    def brief(self):
+        return _join(self.brief_message, self.hint)
+
+    def with_hint(self, hint):
+        """This failure with `hint` added after a hint of its own."""
+        self.hint = _join(self.hint, hint) if self.hint else hint
+        self.args = (_join(self.message, self.hint),)
+        return self
+
+
+class CasesFailed(CheckFailed):
+    """Some cases of `cases` failed: `passed` of `total` passed; the message is the first failure's."""
+
+    def __init__(self, message, brief=None, hint="", passed=0, total=0):
+        super().__init__(message, brief, hint)
+        self.passed, self.total = passed, total
+
+
+@contextlib.contextmanager
+def hint(text):
+    """Adds `text` to the message of any check that fails in the block: also when the student's function
+    raised or warned, so that the call failed before the check that would carry the hint could run."""
+    try:
+        yield
+    except CheckFailed as failed:
+        raise failed.with_hint(text) from failed.__cause__
+    except AssertionError as error:  # a plain assert, or a call that failed in the judge
+        raise CheckFailed(str(error), hint=text) from error.__cause__
+
+
+def cases(check, inputs):
+    """Partial credit: runs check(case) for every case. When some fail, it raises CasesFailed with how many
+    passed and the first failure's message: in a student's own Jupyter the test fails; at grading time
+    the test cell scores its points in proportion to the cases that passed (none passed: zero). Make it
+    the last statement of its test cell (the judge gives partial credit only then)."""
+    inputs = list(inputs)
+    failures = []
+    for case in inputs:
+        try:
+            check(case)
+        except AssertionError as error:
+            failures.append(error)
+    if failures:
+        counted = f"{len(failures)} of {len(inputs)} cases fail; the first: "
+        first = failures[0]
+        raise CasesFailed(counted + str(first), counted + getattr(first, "brief", str(first)),
+                          passed=len(inputs) - len(failures), total=len(inputs))
+
+
+seed = None  # each student's own seed at grading time (the judge sets it); None in a student's own Jupyter
+
+
+def inputs_rng(stream):
+    """The random generator a hidden test draws its inputs from (`stream` tells the tests of a notebook
+    apart). At grading time it is seeded with the student's own seed, from the course, the assignment
+    and the student: each student's hidden inputs are their own, the same at every regrade."""
+    return np.random.default_rng(stream if seed is None else [stream, seed])
+
+
 def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=None, any_result=False,
          inputs_after=False, **kwargs):
     """Call a student's function the way every test does.
@@ -67,12 +136,12 @@ def call(func, *args, seed=0, copy_inputs=True, allow_warnings=True, replace=Non
         args, kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
     outcome = run(func, args, kwargs, seed=seed, allow_warnings=allow_warnings, replace=replace)
     if "error" in outcome:  # the student's own traceback stays attached, for their own Jupyter
-        raise AssertionError(failure_message(name, outcome["error"])) from outcome["exception"]
+        raise CheckFailed(failure_message(name, outcome["error"])) from outcome["exception"]
     result = outcome["result"]
     if not any_result:
         problem = data_problem(result)
         if problem:
-            raise AssertionError(failure_message(name, {"kind": "refused", "message": problem}))
+            raise CheckFailed(failure_message(name, {"kind": "refused", "message": problem}))
     return (result, list(args)) if inputs_after else result
 
 
@@ -195,60 +264,61 @@ def expect_type(what, got, types, hint=""):
     """`got` is an instance of `types` (a type or a tuple of types)."""
     if not isinstance(got, types):
         names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-        raise AssertionError(_join(f"{what} returned {type(got).__name__}; expected {names}", hint))
+        raise CheckFailed(f"{what} returned {type(got).__name__}; expected {names}", hint=hint)
 
 
 def expect_shape(what, got, shape, hint=""):
     """np.shape(got) is exactly `shape`."""
     got_shape = np.shape(got)
     if got_shape != tuple(shape):
-        raise AssertionError(_join(f"{what} returned shape {got_shape}; expected {tuple(shape)}", hint))
+        raise CheckFailed(f"{what} returned shape {got_shape}; expected {tuple(shape)}", hint=hint)
 
 
-def expect_close(what, got, expected, *, rtol=1e-7, atol=1e-9, hint=""):
-    """The values of `got` equal `expected` within rtol/atol, compared on np.ravel of both."""
+def expect_close(what, got, expected, *, rtol=1e-7, atol=1e-9, hint="", inputs=None):
+    """The values of `got` equal `expected` within rtol/atol, compared on np.ravel of both. With `inputs`
+    (of an elementwise function), a failure names the input at the first wrong position."""
     got_values = as_numbers(what, got).ravel()
     expected_values = np.asarray(expected, dtype=float).ravel()
-    _expect_same_values(what, got_values, expected_values, hint,
+    _expect_same_values(what, got_values, expected_values, hint, inputs,
                         lambda: np.isclose(got_values, expected_values, rtol=rtol, atol=atol))
 
 
-def expect_equal(what, got, expected, hint=""):
+def expect_equal(what, got, expected, hint="", inputs=None):
     """`got` equals `expected` exactly (deterministic results: labels, KNN fold accuracies)."""
     if np.ndim(expected) == 0:
         if np.ndim(got) != 0 or not got == expected:
-            raise AssertionError(_join(f"{what} returned {_short(got)}; expected {_short(expected)}", hint))
+            raise CheckFailed(f"{what} returned {_short(got)}; expected {_short(expected)}",
+                              f"{what} returned {_short(got)}, which is not the expected value", hint)
         return
     got_values = as_numbers(what, got).ravel()
     expected_values = np.asarray(expected, dtype=float).ravel()
-    _expect_same_values(what, got_values, expected_values, hint, lambda: got_values == expected_values)
+    _expect_same_values(what, got_values, expected_values, hint, inputs,
+                        lambda: got_values == expected_values)
 
 
-def _expect_same_values(what, got_values, expected_values, hint, compare):
+def _expect_same_values(what, got_values, expected_values, hint, inputs, compare):
     """Same number of values, then compare() says which ones are right."""
     if got_values.size != expected_values.size:
-        raise AssertionError(
-            _join(f"{what} returned {got_values.size} values; expected {expected_values.size}", hint)
-        )
+        raise CheckFailed(f"{what} returned {got_values.size} values; expected {expected_values.size}",
+                          hint=hint)
     right = compare()
     if not np.all(right):
         first = int(np.flatnonzero(~right)[0])
-        raise AssertionError(
-            _join(
-                f"{what} is wrong at {int((~right).sum())} of {expected_values.size} positions; "
-                f"first at position {first}: expected {expected_values[first]:.10g}, "
-                f"got {got_values[first]:.10g}",
-                hint,
-            )
-        )
+        where = (f"{what} is wrong at {int((~right).sum())} of {expected_values.size} positions; "
+                 f"first at position {first}")
+        if inputs is not None and np.size(inputs) == expected_values.size:
+            where += f" (input {np.ravel(np.asarray(inputs, dtype=float))[first]:.10g})"
+        got_text = f"got {got_values[first]:.10g}"
+        raise CheckFailed(f"{where}: expected {expected_values[first]:.10g}, {got_text}",
+                          f"{where}: {got_text}", hint)
 
 
 def expect_columns(what, frame, names, hint=""):
     """The column names of `frame`, in order and of the same types (0 is not "0"), are `names`."""
     same_types = [type(name) for name in frame.columns] == [type(name) for name in names]
     if list(frame.columns) != list(names) or not same_types:
-        message = f"{what} returned columns {list(frame.columns)!r}; expected {list(names)!r}"
-        raise AssertionError(_join(message, hint))
+        raise CheckFailed(f"{what} returned columns {list(frame.columns)!r}; expected {list(names)!r}",
+                          hint=hint)
 
 
 def expect_frame(what, got, expected, *, rtol=1e-7, atol=1e-9, hint=""):
@@ -256,9 +326,8 @@ def expect_frame(what, got, expected, *, rtol=1e-7, atol=1e-9, hint=""):
     expect_type(what, got, pd.DataFrame, hint)
     expect_columns(what, got, list(expected.columns), hint)
     if not got.index.equals(expected.index):
-        raise AssertionError(
-            _join(f"{what} returned index {_short(got.index)}; expected {_short(expected.index)}", hint)
-        )
+        raise CheckFailed(f"{what} returned index {_short(got.index)}; expected {_short(expected.index)}",
+                          hint=hint)
     expect_close(what, got.to_numpy(dtype=float), expected.to_numpy(dtype=float), rtol=rtol, atol=atol,
                  hint=hint)
 
@@ -275,7 +344,15 @@ def expect_inputs_unchanged(func, *args):
 
 def _expect_unchanged(what, before, after):
     if not _same(before, after):
-        raise AssertionError(f"{what} changed its input; work on a copy (e.g. frame.copy()) instead")
+        kind, fix = _COPIES.get(type(before), (type(before).__name__, "copy.deepcopy(value)"))
+        raise CheckFailed(f"{what} changed its input, {kind}; work on a copy instead (e.g. {fix})")
+
+
+# how to copy what a test passes, by its type: the words of a "changed its input" message
+_COPIES = {np.ndarray: ("a numpy array", "x = x.copy(), or a function that returns a new array"),
+           pd.DataFrame: ("a DataFrame", "frame = frame.copy()"), pd.Series: ("a Series", "series.copy()"),
+           list: ("a list", "values = list(values), or copy.deepcopy(values) for a list of arrays"),
+           dict: ("a dict", "dict(values)"), tuple: ("a tuple of arrays", "[a.copy() for a in values]")}
 
 
 def _same(before, after):
@@ -290,12 +367,11 @@ def _same(before, after):
 
 
 def as_numbers(what, value):
-    """`value` as a float ndarray, or an AssertionError that says why it is not numeric."""
+    """`value` as a float ndarray, or a CheckFailed that says why it is not numeric."""
     try:
         return np.asarray(value, dtype=float)
     except (TypeError, ValueError) as error:
-        message = f"{what} returned {type(value).__name__}, which is not numeric: {error}"
-        raise AssertionError(message) from None
+        raise CheckFailed(f"{what} returned {type(value).__name__}, which is not numeric: {error}") from None
 
 
 def _short(value, limit=80):
