@@ -121,7 +121,10 @@ c.GenerateSolution.preprocessors = [
 
 # Feedback shows every test cell's points and failure message, and the student's grading notes; no
 # hidden-test source (plain nbgrader would copy the hidden tests into every student's feedback), no TA
-# notes and no paths of the grading machine.
+# notes and no paths of the grading machine. Each test is named by its docstring's first line, and a
+# written answer that no TA has graded yet shows as pending (FeedbackForStudents reads the gradebook after
+# GetGrades).
 c.GenerateFeedback.preprocessors = [GetGrades, FeedbackForStudents, CSSHTMLHeaderPreprocessor]
-# nbconvert's HTML export, with its templates compiled once per process instead of once per notebook
+# nbconvert's HTML export with coursetools/templates/feedback.html.j2 (nbgrader's feedback template, with
+# the names and pending points), its templates compiled once per process instead of once per notebook
 c.GenerateFeedback.exporter_class = FeedbackExporter

@@ -7,7 +7,11 @@ GenerateFeedback, so that every way of writing feedback uses it:
   outputs are the judge's own (coursetools.grading.judge): what the test printed and the check's message;
 - paths of the grading machine (the grading folder, the Python environment) are cut from every output;
 - what grading found about the submission is shown at the top, in the words meant for the student
-  (coursetools.findings), and the TAs' note in formgrader's comment box is not shown.
+  (coursetools.findings), and the TAs' note in formgrader's comment box is not shown;
+- each graded cell is named (a test by its docstring's first line), and hand-graded points that no TA
+  has graded yet are pending, not zero: FeedbackExporter renders the page with nbgrader's feedback
+  template as coursetools/templates/feedback.html.j2 changes it, from what FeedbackForStudents puts in
+  each cell's nbgrader metadata (test_name, pending) and in resources (pending_points).
 The student's kernel never held a hidden test, so nothing it printed can quote one. Points and pass/fail
 are nbgrader's own. TAs keep the full detail in autograded/ and in formgrader.
 
@@ -15,13 +19,18 @@ are nbgrader's own. TAs keep the full detail in autograded/ and in formgrader.
 name, or one that cannot be read): a page that says why it scored zero.
 """
 
+import ast
 import html
 import re
+from pathlib import Path
 
 import jinja2
 import nbformat
 from nbconvert.exporters import HTMLExporter
+from nbgrader import utils
+from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+from traitlets import default
 
 from coursetools import findings
 from coursetools.grading.autograde import is_test_cell
@@ -56,11 +65,21 @@ class _CompiledTemplates(jinja2.BytecodeCache):
 
 
 _COMPILED = _CompiledTemplates()
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 class FeedbackExporter(HTMLExporter):
-    """nbconvert's HTML exporter, which compiles its templates anew for every notebook (0.4 s of a
-    feedback page's 1 s); this one compiles them once per process."""
+    """nbconvert's HTML exporter with the course's feedback template (feedback.html.j2, which extends
+    nbgrader's); nbconvert compiles its templates anew for every notebook (0.4 s of a feedback page's 1 s),
+    this exporter compiles them once per process."""
+
+    @default("extra_loaders")
+    def _extra_loaders_default(self):
+        return [jinja2.FileSystemLoader(TEMPLATES)]
+
+    @default("template_file")
+    def _template_file_default(self):
+        return "feedback.html.j2"
 
     def _create_environment(self):
         environment = super()._create_environment()
@@ -69,23 +88,33 @@ class FeedbackExporter(HTMLExporter):
 
 
 class FeedbackForStudents(ClearHiddenTests):
-    """Remove hidden-test source and grader paths; show the student's grading notes; hide TA notes."""
+    """Remove hidden-test source and grader paths; show the student's grading notes; hide TA notes; name
+    each graded cell and mark the hand-graded ones that no TA has graded yet. Runs after GetGrades."""
 
     # the exporter configures this on every preprocessor of the feedback; declared as GetGrades does
     display_data_priority = GetGrades.display_data_priority
+    _pending = frozenset()  # grade ids of the notebook's cells that wait for a TA
 
     def preprocess(self, nb, resources):
+        self._pending = pending_grades(resources)
         nb, resources = super().preprocess(nb, resources)
         notes = [finding.student for finding in findings.read(nb) if finding.student]
         findings.clear(nb)  # the TAs' words stay in autograded/
         if notes:
             nb.cells.insert(0, nbformat.v4.new_markdown_cell(notes_markdown(notes)))
+        if "nbgrader" in resources:
+            resources["nbgrader"]["pending_points"] = sum(
+                float(cell.metadata.nbgrader.get("points") or 0) for cell in nb.cells
+                if cell.metadata.get("nbgrader", {}).get("pending"))
         return nb, resources
 
     def preprocess_cell(self, cell, resources, cell_index):
         # only test cells hold hidden tests: a marker a student typed elsewhere is plain text
         if is_test_cell(cell):
             self._remove_hidden_test_region(cell)
+        if utils.is_grade(cell) or utils.is_task(cell):
+            cell.metadata.nbgrader["test_name"] = graded_cell_name(cell)
+            cell.metadata.nbgrader["pending"] = cell.metadata.nbgrader.get("grade_id") in self._pending
         for output in cell.get("outputs", []):
             if output.output_type == "stream":
                 output.text = without_grader_paths(output.text)
@@ -100,6 +129,46 @@ class FeedbackForStudents(ClearHiddenTests):
         if comment and comment.startswith(findings.TA_NOTE_PREFIX):
             cell.metadata.nbgrader["comment"] = None  # for TAs, in formgrader
         return cell, resources
+
+
+def pending_grades(resources):
+    """Grade ids of the submitted notebook's cells that wait for a TA: neither graded automatically nor by
+    hand (a written answer the student changed; nbgrader counts it as 0 until a TA gives its score)."""
+    info = resources.get("nbgrader") or {}
+    if not info.get("db_url"):
+        return frozenset()
+    with Gradebook(info["db_url"]) as gradebook:
+        notebook = gradebook.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
+        return frozenset(grade.name for grade in notebook.grades
+                         if grade.manual_score is None and grade.auto_score is None)
+
+
+def graded_cell_name(cell):
+    """What the feedback calls a graded cell: a test the first line of its docstring (its grade id if it
+    has none), an answer graded by hand its kind and grade id."""
+    grade_id = cell.metadata.nbgrader.get("grade_id", "")
+    if is_test_cell(cell):
+        return docstring_line(cell.source) or grade_id
+    if utils.is_task(cell):
+        return f"Task ({grade_id})"
+    kind = "Coding free-response" if cell.cell_type == "code" else "Written answer"
+    return f"{kind} ({grade_id})"
+
+
+def docstring_line(source):
+    """The first line of the docstring that opens a cell's source ("" if none, or if it is not Python)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        # IPython's magics made Python (IPython is imported only here: 0.2 s that nbgrader needs not)
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        try:
+            tree = ast.parse(TransformerManager().transform_cell(source))
+        except (SyntaxError, ValueError):
+            return ""
+    docstring = (ast.get_docstring(tree) or "").strip()
+    return docstring.splitlines()[0].strip() if docstring else ""
 
 
 def notes_markdown(notes):
