@@ -1,5 +1,5 @@
 """The `course` command: build the release, grade a class or the example submissions, report, print the
-scores."""
+scores; and for students, check a notebook against its visible tests."""
 
 import argparse
 import os
@@ -12,6 +12,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from coursetools import batch, collect, corpus, lms, report, similarity
 from coursetools.build import build
+from coursetools.check import TIMEOUT, check_notebooks
 from coursetools.course import (
     EXAMPLE_STUDENT_PREFIX,
     assignments,
@@ -210,9 +211,17 @@ def main(argv=None):
     similar = commands.add_parser("similarity", help="compare the students' answer cells pairwise "
                                   "(copydetect) and write similarity_<assignment>.html")
     similar.add_argument("assignment")
+    checking = commands.add_parser("check", help="run the visible tests of notebooks as `nbgrader validate` "
+                                   "does, from any folder (checks.py beside each notebook), and print one "
+                                   "line per question; exit code 1 when a check fails")
+    checking.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    checking.add_argument("--timeout", type=int, default=TIMEOUT, metavar="SECONDS", help="seconds a cell "
+                          f"may run (default: {TIMEOUT}, as when it is graded)")
     args = parser.parse_args(argv)
     put_environment_on_path()
     silence_known_warnings()
+    if args.command == "check":  # a student's: no course directory needed
+        sys.exit(check_notebooks(args.notebooks, args.timeout))
     root = find_root()
     if args.command == "grade":
         grade(root, args)

@@ -2,9 +2,9 @@
 
 Student code is untrusted. Each grading kernel runs in a bubblewrap sandbox:
 - its file system holds only the system (/usr, /etc), this Python environment, a read-only copy of the
-  regular files of its working directory (without the student's own code files, which could replace
-  modules; when the judge grades, without any code file), a private home, /tmp and /dev/shm in memory,
-  each capped in size, and a runtime folder for its connection and sockets that, as root, is a tmpfs of
+  regular files of its working directory (of its code files, which could replace modules, only the
+  course's own; when the judge grades, none), a private home, /tmp and /dev/shm in memory, each capped
+  in size, and a runtime folder for its connection and sockets that, as root, is a tmpfs of
   its own capped in size and number of files: nothing the kernel writes lands where another kernel or
   the grader needs space. The course directory (source/, solutions/, release/, the gradebook, other
   students), the grader's home and everything else are absent; the kernel sees an ordinary home
@@ -374,8 +374,9 @@ class _SandboxCell:
 
     def fill(self, work, instructor=None, instructor_code=True):
         """Make the cell's read-only copy (work/) of `work`, the notebook's folder (empty for None): of its
-        code files, only those of the `instructor` folder of its assignment are kept (none without
-        `instructor_code`); the others are the student's, left out."""
+        code files, only the course's own are kept (none without `instructor_code`): those with the bytes
+        of the `instructor` folder of its assignment, and a checks.py with the bytes of the course's; the
+        others are the student's, left out."""
         copy = self.folder / "work"
         copy.mkdir(mode=0o755, exist_ok=True)
         if work is None:
@@ -385,8 +386,8 @@ class _SandboxCell:
         # a student's links, devices and the like are left out, never followed; the instructor's own
         # folder (nbgrader validate of a source notebook) is trusted: its links (checks.py) are followed
         files, _ = read_tree(work, follow_links=instructor is not None and work == instructor.resolve())
-        theirs = {name for name in files if Path(name).suffix in CODE_SUFFIXES
-                  and not (instructor and (instructor / name).is_file())}
+        theirs = {name for name, data in files.items() if Path(name).suffix in CODE_SUFFIXES
+                  and not _course_code(name, data, instructor)}
         kept = {name: data for name, data in files.items()
                 if Path(name).suffix not in CODE_SUFFIXES or (instructor_code and name not in theirs)}
         self.left_out = sorted(theirs)
@@ -810,6 +811,19 @@ def _mount(how, *pairs):
 
 # files that Python could import in place of a module the notebook needs
 CODE_SUFFIXES = {".py", ".pyc", ".pyo", ".pyd", ".so", ".pth", ".egg", ".whl", ".zip"}
+# the course's test helpers: every source/<assignment>/checks.py is this file, and a student's copy of a
+# notebook needs it beside it, wherever that copy lies (nbgrader validate of it, from the course folder)
+COURSE_CHECKS = Path(__file__).resolve().parent.parent / "student" / "checks.py"
+
+
+def _course_code(name, data, instructor):
+    """Whether the code file `name` of a notebook's folder, with bytes `data`, is the course's own: the
+    same bytes as the file of that name in the `instructor` folder (None outside the course), or, for
+    checks.py, as the course's. A student's file of the same name but other bytes is not."""
+    same = [COURSE_CHECKS] if name == "checks.py" else []
+    if instructor is not None:
+        same.append(instructor / name)
+    return any(path.is_file() and path.read_bytes() == data for path in same)
 
 
 def _private_folder(folder):
