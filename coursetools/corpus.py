@@ -17,6 +17,11 @@ A wrong answer may also say what its failure message must contain (the cause, na
 The tests of one function never depend on another function's answer, so one submission can carry one
 answer for every function of an assignment: submission k holds the k-th answer of each function (the
 reference solution where a function has fewer). The whole corpus is then graded in one nbgrader run.
+
+Each student's hidden inputs are their own (drawn from a seed of the course, the assignment and the
+student), so an answer must grade as declared whatever the seed: graded with `JudgedExecute.other_seeds`,
+every test that draws inputs from the seed is judged under that many more seeds, and one whose verdict
+changes fails with a SeedDependent message, which no entry may have.
 """
 
 import re
@@ -29,9 +34,12 @@ from nbgrader.api import Gradebook
 
 from coursetools.course import grade_id, gradebook_url, notebook_path
 from coursetools.examples import Answer, fill_answers, percent_blocks, submit
+from coursetools.grading.judge import SeedDependent
 from coursetools.messages import failure_messages
 
 CORPUS = Path("grader_tests") / "corpus"
+# a test cell's failure when its verdict changed with the hidden inputs (JudgedExecute.other_seeds)
+SEED_DEPENDENT = f"{SeedDependent.__name__}:"
 _HEADER = re.compile(r"^# %% (?P<kind>correct|wrong): (?P<label>.*?)(?:\s*\|\s*fails:\s*(?P<fails>.*?))?"
                      r"(?:\s*\|\s*says:\s*(?P<says>.*))?$")
 
@@ -143,7 +151,8 @@ def as_declared(entry):
     if entry.correct:
         return not entry.lost
     said = not entry.says or any(entry.says in message for message in entry.messages)
-    return bool(entry.lost) and entry.lost == set(entry.answer.fails) and said
+    everywhere = not any(message.startswith(SEED_DEPENDENT) for message in entry.messages)  # under all seeds
+    return bool(entry.lost) and entry.lost == set(entry.answer.fails) and said and everywhere
 
 
 def problem_lines(entries):

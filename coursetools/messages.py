@@ -38,12 +38,19 @@ FINDING_COLUMNS = ["assignment", "student", "notebook", "kind", "detail", "for_s
 
 
 def failure_messages(notebook):
-    """{test cell: its failure message, whole} of an autograded notebook."""
+    """{test cell: its failure message, whole} of an autograded notebook: a failed test's error, or what a
+    test that earned partial credit said of its first failing case."""
     messages = {}
     for cell in notebook.cells:
-        errors = [output for output in cell.get("outputs", []) if output.output_type == "error"]
-        if utils.is_grade(cell) and cell.cell_type == "code" and errors:
+        if not (utils.is_grade(cell) and cell.cell_type == "code"):
+            continue
+        outputs = cell.get("outputs", [])
+        errors = [output for output in outputs if output.output_type == "error"]
+        streams = [output for output in outputs if output.output_type == "stream"]
+        if errors:
             messages[grade_id(cell)] = f"{errors[-1].ename}: {errors[-1].evalue}"
+        elif streams and any(output.output_type == "execute_result" for output in outputs):
+            messages[grade_id(cell)] = f"Partial credit: {streams[-1].text.strip()}"
     return messages
 
 

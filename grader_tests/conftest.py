@@ -35,6 +35,7 @@ REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.DO
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = assignments(ROOT)
 TEST_STUDENT_PREFIX = "test-"
+CORPUS_SEEDS = 20  # the seeds of hidden inputs under which every answer of the corpus must grade as declared
 EDITED_TEST_CELL = ("linear_network", "add_bias_columns")  # test-edited changes this visible test
 GRADING_FIXTURES = {"course", "course_template", "graded", "attacked", "plain", "validated"}
 
@@ -95,7 +96,11 @@ def course(tmp_path_factory):
                    capture=True)
     prefix = TEST_STUDENT_PREFIX + "corpus-"
     entries = corpus.submit_corpus(root, corpus.read_corpus(ROOT), prefix=prefix)
+    # every test that draws hidden inputs from the student's seed judges each answer under 20 seeds
+    config = (root / "nbgrader_config.py").read_text()
+    (root / "nbgrader_config.py").write_text(f"{config}\nc.JudgedExecute.other_seeds = {CORPUS_SEEDS - 1}\n")
     graded = course_command(root, "grade", "--student", f"{prefix}*", "--workers", "2", "--quiet")
+    (root / "nbgrader_config.py").write_text(config)
     assert graded.returncode == 0, f"corpus flagged:\n{graded.stdout[-3000:]}\n{graded.stderr[-3000:]}"
     return Course(root, outputs, corpus.record_results(root, entries), log)
 

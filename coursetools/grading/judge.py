@@ -389,19 +389,21 @@ class Judge:
         """Judge a test that draws inputs from the student's seed again under the other seeds: its verdict
         (all of its points, or not) must not depend on them. The error of the student's own seed, or one
         that says under which seeds the verdict differs."""
-        seed, verdicts = self.seed, {self.seed: error is None}
+        seed, errors = self.seed, {self.seed: error}
         try:
             for other in self.other_seeds:
                 self.seed = other
-                verdicts[other] = self._run(source)[1] is None
+                errors[other] = self._run(source)[1]
         finally:
             self.seed = seed
-        if len(set(verdicts.values())) == 1:
+        failing = {key: failed for key, failed in errors.items() if failed is not None}
+        if not failing or len(failing) == len(errors):
             return error
-        passing = [str(key) for key, passed in verdicts.items() if passed]
-        failing = [str(key) for key, passed in verdicts.items() if not passed]
+        passing = [str(key) for key in errors if key not in failing]
+        first, failed = next(iter(failing.items()))
         return SeedDependent(f"the verdict depends on the hidden inputs: passes under seeds "
-                             f"{', '.join(passing)}, fails under {', '.join(failing)}")
+                             f"{', '.join(passing)}; fails under {', '.join(map(str, failing))}; "
+                             f"under {first}: {failed}")
 
     def _run(self, source):
         printed = io.StringIO()
