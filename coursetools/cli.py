@@ -58,12 +58,15 @@ def demo(root):
         sys.exit(1)
 
 
-def mutation_score(root):
-    """Grade the answer corpus in a throw-away copy of the course and print the mutation score."""
+def mutation_score(root, seeds=1):
+    """Grade the answer corpus in a throw-away copy of the course and print the mutation score; every test
+    that draws hidden inputs from the student's seed judges each answer under `seeds` seeds."""
     with tempfile.TemporaryDirectory(prefix="corpus-") as folder:
         copy = Path(folder)
         copy_course(root, copy, parts=("nbgrader_config.py", "source", str(corpus.CORPUS)))
         build(copy)
+        with open(copy / "nbgrader_config.py", "a") as config:
+            config.write(f"\nc.JudgedExecute.other_seeds = {seeds - 1}\n")
         entries = corpus.submit_corpus(copy, corpus.read_corpus(copy), prefix="corpus-")
         print("$ course grade --student 'corpus-*'", flush=True)
         batch.grade_class(copy, assignments(copy), assignments(copy), students="corpus-*")
@@ -174,8 +177,10 @@ def main(argv=None):
     commands.add_parser("demo", help="build, then autograde the example submissions, write feedback, "
                         "export grades.csv and print the scores")
     commands.add_parser("scores", help="print the score table of the gradebook")
-    commands.add_parser("mutation-score", help="grade the answer corpus of grader_tests/corpus and print, "
-                        "per function, correct answers at full marks and mistakes caught")
+    scoring = commands.add_parser("mutation-score", help="grade the answer corpus of grader_tests/corpus and "
+                                  "print, per function, correct answers at full marks and mistakes caught")
+    scoring.add_argument("--seeds", type=int, default=1, help="judge every answer under this many seeds of "
+                         "hidden inputs; an answer whose verdict changes with them is not graded as declared")
     grading = commands.add_parser("grade", help="grade every submission in submitted/, several at once; exit "
                                   "code 1 when a submission needs a TA's attention")
     grading.add_argument("assignments", nargs="*", help="assignments to grade (default: all)")
@@ -235,9 +240,11 @@ def main(argv=None):
             sys.exit(f"no such assignment: {args.assignment}")
         print(similarity.write_report(root, args.assignment))
         return
+    if args.command == "mutation-score":
+        mutation_score(root, max(args.seeds, 1))
+        return
     if args.command in ("roster", "collect", "export"):
         {"roster": roster, "collect": collect_zip, "export": export_lms}[args.command](root, args)
         return
-    commands = {"demo": demo, "scores": print_scores, "mutation-score": mutation_score,
-                "report": lambda root: print(report.write_report(root))}
+    commands = {"demo": demo, "scores": print_scores, "report": lambda root: print(report.write_report(root))}
     commands[args.command](root)

@@ -138,6 +138,26 @@ def test_course_grade_feedback_shows_an_ungraded_written_answer_as_pending(cours
     assert "pending" not in notebook_line(untouched)
 
 
+def test_the_mistaken_examples_feedback_names_tests_keeps_hints_and_shows_pending_points(course):
+    """What the bundled mistaken student reads: tests by name, the instructor's hint of a test whose call
+    warned before its check could run, the type of a changed argument, pending points, and for a failed
+    hidden test what was wrong without the expected value."""
+    student = EXAMPLE_STUDENT_PREFIX + "mistakes"
+    page = read_page(course.root, student, "activations")
+    assert_tests_named(page, "activations")
+    text = html.unescape(page)
+    assert ("tanh warned RuntimeWarning: overflow encountered in exp. e^1000 overflows to inf and inf/inf is "
+            "nan: use np.tanh") in text
+    assert "relu (argument 1) changed its input, a numpy array; work on a copy instead" in text
+    assert "frame.copy()" not in text
+    assert summary(page)[WRITTEN][1] == "pending (2 points, graded by a TA)"
+    models = html.unescape(read_page(course.root, student, "hidden_layers"))
+    failed = 'compare_models(...)["logistic"] on other moons is wrong at 1 of 1 positions; first at'
+    assert f"{failed} position 0: got 0.8" in models
+    hidden = models[models.index(failed):][:200]
+    assert "expected" not in hidden, hidden
+
+
 # --- pages written by plain `nbgrader generate_feedback`, in a copy of the graded course
 
 
