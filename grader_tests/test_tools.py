@@ -427,3 +427,29 @@ def test_the_judge_meets_its_memory_bound_with_a_memory_error_and_judges_no_furt
     assert "MemoryError" in greedy and "the grader ran out of memory in this test" in greedy, greedy
     assert "MemoryError" in later and "not judged" in later, later
     assert summary == f"out of memory: True ; limit: {bound}", summary
+
+
+def test_references_of_each_students_inputs_are_computed_per_student_and_the_shared_ones_once(monkeypatch):
+    """With hidden inputs of each student's own, a reference on those inputs runs for each student; a
+    reference on inputs that are the same for everyone still runs once for the class."""
+    import numpy as np
+
+    from coursetools.grading import judge
+    from coursetools.student import checks
+
+    monkeypatch.delenv(judge.REFERENCES_VARIABLE, raising=False)
+    judge._references.clear()
+    runs = []
+
+    @checks.reference
+    def reference(features):
+        runs.append(np.asarray(features).shape)
+        return np.asarray(features) * 2.0
+
+    monkeypatch.setattr(checks, "remember", judge.remember)
+    for student in ("ann", "bob", "cy"):
+        monkeypatch.setattr(checks, "seed", judge.hidden_seed("course", "activations", student))
+        reference(checks.inputs_rng(3).normal(size=(4, 2)))  # the student's own inputs
+        reference(np.linspace(-1, 1, 5))  # the same for everyone
+    assert runs.count((4, 2)) == 3 and runs.count((5,)) == 1
+    judge._references.clear()
