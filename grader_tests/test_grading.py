@@ -228,17 +228,21 @@ def test_feedback_holds_no_ta_note_and_no_grader_path(course, assignment):
 
 def run_here(notebook):
     """Each test cell's failure message when the notebook runs in this process, as in a student's own
-    Jupyter (`call` calls the student's functions directly): {grade id: message, or None}."""
+    Jupyter (`call` calls the student's functions directly), with the hidden inputs of the seed recorded
+    in the graded notebook, and a failed hidden test's message as grading words it by default (brief):
+    {grade id: message, or None}."""
     import contextlib
     import io
     import sys
     import warnings
 
+    from coursetools import findings
     from coursetools.student import checks
 
     namespace, said = {"__name__": "__main__"}, {}
     saved = sys.modules.get("checks")
     sys.modules["checks"] = checks
+    checks.seed = int(findings.seed(notebook))
     try:
         for cell in notebook.cells:
             if cell.cell_type != "code" or "skip-execution" in cell.metadata.get("tags", []):
@@ -253,9 +257,13 @@ def run_here(notebook):
                 except Exception as failed:
                     error = failed
             if meta.get("grade") and not meta.get("solution"):
-                said[meta["grade_id"]] = None if error is None else str(error)
+                message = None if error is None else str(error)
+                if error is not None and "BEGIN HIDDEN TESTS" in cell.source:
+                    message = getattr(error, "brief", message)  # how grading words a failed hidden test
+                said[meta["grade_id"]] = message
     finally:
         sys.modules["checks"] = saved
+        checks.seed = None
     return said
 
 
@@ -265,7 +273,10 @@ def graded_messages(notebook):
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
             errors = [output["evalue"] for output in cell.outputs if output.get("output_type") == "error"]
-            said[meta["grade_id"]] = errors[0] if errors else None
+            streams = [output["text"] for output in cell.outputs if output.get("output_type") == "stream"]
+            partial = any(output.get("output_type") == "execute_result" for output in cell.outputs)
+            # a test that earned partial credit says its first failing case on stdout
+            said[meta["grade_id"]] = errors[0] if errors else streams[-1].strip() if partial else None
     return said
 
 

@@ -8,6 +8,7 @@ from conftest import ASSIGNMENTS, COURSE_GROUP, ROOT, lines_of, load_json, secre
 from nbgrader.preprocessors import CheckCellMetadata
 
 from coursetools.course import notebook_path
+from coursetools.grading.judge import ends_with_cases
 
 
 def read(kind, assignment):
@@ -52,10 +53,12 @@ def test_every_test_cell_opens_with_a_docstring(assignment):
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_no_test_cell_ends_with_an_expression(assignment):
-    """nbgrader reads a number that a test cell displays as its partial-credit score: display nothing."""
+    """nbgrader reads a number that a test cell displays as its partial-credit score: display nothing, but
+    for a last `cases(...)`, whose partial credit the judge writes."""
     for cell in nbgrader_cells(read("source", assignment), grade=True, solution=False):
         body = ast.parse(cell.source).body
-        assert len(body) == 1 or displays_nothing(body[-1], body), f"{cell.id} ends with an expression"
+        ends_well = len(body) == 1 or displays_nothing(body[-1], body) or ends_with_cases(cell.source)
+        assert ends_well, f"{cell.id} ends with an expression"
 
 
 @pytest.mark.parametrize("kind", ["release", "solutions"])

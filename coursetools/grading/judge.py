@@ -372,7 +372,7 @@ class Judge:
         message = {"full": str(error), "message": getattr(error, "brief", str(error)),
                    "pass/fail": "this hidden test failed (the course shows no detail of hidden tests)"}[told]
         passed, total = getattr(error, "passed", 0), getattr(error, "total", 0)
-        if passed and total and _ends_with_cases(cell.source):
+        if passed and total and ends_with_cases(cell.source):
             points = float(cell.metadata["nbgrader"]["points"])
             earned = math.floor(100 * points * passed / total) / 100  # never more than the cases passed
             text = message if told != "pass/fail" else f"{total - passed} of {total} cases of this test fail"
@@ -524,7 +524,7 @@ class SeedDependent(AssertionError):
     """A test whose verdict changes with the seed of the hidden inputs: the test, not the answer, is wrong."""
 
 
-def _ends_with_cases(source):
+def ends_with_cases(source):
     """Whether a test cell's last statement is a call of `cases`: then nothing of it is left unrun when
     `cases` reports that some cases failed, and the cell may earn partial credit."""
     body = ast.parse(source).body
