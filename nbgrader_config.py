@@ -72,10 +72,11 @@ c.Execute.timeout = 60
 # Seconds an interrupted cell has to stop before its kernel is stopped (nbclient waits 4 s, which a loaded
 # machine can miss even for a cell that does stop).
 c.Execute.iopub_timeout = 15
-# Seconds a whole notebook may run: then its kernel is killed and the submission flagged for a TA.
-# Bytes of address space a kernel may use: beyond, the student's cell fails with a MemoryError.
+# Every kernel of every nbgrader command run here is a sandboxed one (coursetools/grading/kernel.py).
 c.Execute.kernel_manager_class = "coursetools.grading.kernel.GradingKernelManager"
+# Seconds a whole notebook may run: then its kernel is killed and the submission flagged for a TA.
 c.GradingKernelManager.notebook_timeout = 600
+# Bytes of address space a kernel may use: beyond, the student's cell fails with a MemoryError.
 c.GradingKernelManager.memory_limit = 4 * 1024**3
 # What a submission may hold, its notebooks first: files beyond are left out unread (a notebook beyond is
 # graded as the release) and the submission is flagged with their names and sizes.

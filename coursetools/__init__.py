@@ -1,18 +1,24 @@
 """Tools for the Lesson 24 nbgrader course: what nbgrader lacks, on top of nbgrader's own commands.
 
-Modules, in the order a grading run uses them:
+Split by trust: `student/` holds what runs in (or is handed to) the student's kernel, `grading/` what makes
+a grade and never reaches it. In the order a grading run uses them:
 - course: the course directory, its assignments, and running nbgrader's commands in it
+- build: release/ and solutions/ built beside the old ones and swapped in; regrades
+- lms, collect: the roster, hand-ins from Canvas or Moodle, due dates, late penalties, grades back
 - examples: example submissions built from the release and small answer files
-- release: release notebooks whose hidden-test cells display nothing
-- kernel: the sandbox and limits of every grading kernel
-- autograde: nbgrader preprocessors that make a grade rest on trusted code
-- findings: what grading found, for TAs and for the student
+- grading.release: release notebooks whose hidden-test cells display nothing
+- grading.kernel, grading.limits: the sandbox and limits of every grading kernel, what a submission may hold
+- grading.judge: the test cells, run outside the student's kernel, with each student's own hidden inputs
+- grading.autograde: nbgrader preprocessors that make a grade rest on trusted code
+- student.checks, student.shim, student.wire: the tests' helpers (copied next to each notebook), and what
+  answers the judge's calls in the kernel
+- findings, messages: what grading found and said, for TAs and for the student, kept in the gradebook
 - batch: grading a whole class, several submissions at once, one gradebook writer
-- feedback: feedback for students
-- scores, report: the score table and the class report
+- grading.feedback: feedback for students
+- scores, report, similarity: the score table, the class report, similar answers
+- check: a student's self-check of a notebook's visible tests
 - corpus: the answer corpus and its mutation score
 - cli: the `course` command
-- checks: the comparison helpers that the notebooks' test cells import (copied next to each notebook)
 """
 
 import sys
