@@ -22,7 +22,7 @@ from nbgrader.preprocessors import (
     SaveCells,
 )
 
-from coursetools.course import silence_known_warnings
+from coursetools.course import ONE_BLAS_THREAD, silence_known_warnings
 from coursetools.grading.autograde import JudgedExecute, RecordMessages, RestoreInstructorCells, refuse_links
 from coursetools.grading.feedback import FeedbackExporter, FeedbackForStudents
 from coursetools.grading.release import ClearHiddenTestsQuietly
@@ -31,11 +31,8 @@ c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
 silence_known_warnings()  # SQLAlchemy's about nbgrader's gradebook writes: nothing is wrong
 
-# Grading kernels inherit this environment. One BLAS/OpenMP thread: with two, an MLP fit that takes 2 s
-# can take 40 s when the other core is busy, and results are the same. Parallelism comes from grading
-# several submissions at once, never from threads inside one kernel.
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_variable] = "1"
+# Grading kernels inherit this environment: one BLAS/OpenMP thread each (coursetools.course.ONE_BLAS_THREAD).
+os.environ.update(ONE_BLAS_THREAD)
 
 c.CourseDirectory.course_id = "lesson24-deep-learning-fundamentals-1"
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))

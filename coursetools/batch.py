@@ -40,7 +40,14 @@ from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
 from sqlalchemy import text
 
 from coursetools import findings, messages
-from coursetools.course import EXAMPLE_STUDENT_PREFIX, grade_id, load_config, read_tree, write_tree
+from coursetools.course import (
+    EXAMPLE_STUDENT_PREFIX,
+    ONE_BLAS_THREAD,
+    grade_id,
+    load_config,
+    read_tree,
+    write_tree,
+)
 from coursetools.findings import Finding
 from coursetools.grading import judge, kernel
 from coursetools.grading.feedback import notice_page
@@ -449,14 +456,9 @@ def start_worker_server():
     return its multiprocessing context."""
     context = get_context("forkserver")
     context.set_forkserver_preload(["coursetools.batch"])
-    _one_blas_thread()  # before the server imports numpy
+    os.environ.update(ONE_BLAS_THREAD)  # before the server imports numpy
     forkserver.ensure_running()
     return context
-
-
-def _one_blas_thread():
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = "1"
 
 
 # what a grading run tells its workers (the server that forks them may be older than this run)
@@ -468,7 +470,7 @@ def _shared_with_workers():
 
 
 def _start_worker(variables):
-    _one_blas_thread()
+    os.environ.update(ONE_BLAS_THREAD)
     for name, value in variables.items():
         if value is None:
             os.environ.pop(name, None)

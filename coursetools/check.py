@@ -23,12 +23,10 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbgrader import utils
 
-from coursetools.course import grade_id
+from coursetools.course import ONE_BLAS_THREAD, grade_id
 
 TIMEOUT = 60  # seconds a cell may run, as when it is graded (nbgrader_config.py)
 MESSAGE_WIDTH = 200  # characters of an error message shown
-# one BLAS/OpenMP thread, as grading kernels have (nbgrader_config.py): the same results, no oversubscription
-ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
 class ThisPythonKernel(AsyncKernelManager):
@@ -83,11 +81,11 @@ def check_notebook(path, timeout):
                             on_cell_executed=keep_reply_error,
                             resources={"metadata": {"path": str(path.resolve().parent)}})
     try:
-        client.execute(env={**os.environ, **ONE_THREAD})
+        client.execute(env={**os.environ, **ONE_BLAS_THREAD})
     except Exception as error:  # the kernel did not start, or died: the checks after it did not run
         print(f"{path}: could not be run: {type(error).__name__}: {one_line(str(error))}", flush=True)
         return False
-    questions, broken = judge(notebook.cells)
+    questions, broken = questions_of(notebook.cells)
     if broken and not questions:  # a cell before the first question failed: the checks could not run
         print(f"{path}: cannot run its checks: {broken[0]}", flush=True)
         return False
@@ -106,7 +104,7 @@ def check_notebook(path, timeout):
     return not broken and not any(q.problems for q in questions)
 
 
-def judge(cells):
+def questions_of(cells):
     """The questions of a notebook's cells, and what failed outside the tests and answers (read-only
     cells); questions is empty when a cell before the first answer failed."""
     questions, broken = [], []

@@ -16,6 +16,10 @@ from sqlalchemy.exc import SAWarning
 from traitlets.config.loader import PyFileConfigLoader
 
 EXAMPLE_STUDENT_PREFIX = "example-"
+# One BLAS/OpenMP thread in every kernel that grades or checks a notebook: with two, an MLP fit that takes
+# 2 s can take 40 s when the other core is busy, and results are the same. Parallelism comes from grading
+# several submissions at once, never from threads inside one kernel.
+ONE_BLAS_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
 def find_root(start=None):

@@ -12,7 +12,7 @@ import pytest
 from conftest import CLASSES_GROUP, ROOT, new_course
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from coursetools.check import judge
+from coursetools.check import questions_of
 from coursetools.course import grade_id, notebook_path
 from coursetools.examples import Answer, fill_answers, read_answers
 
@@ -154,7 +154,7 @@ def test_a_partial_score_is_no_pass():
              test("failed", new_output("error", ename="CheckFailed", evalue="f(2) is 3, expected 4\nmore",
                                        traceback=[])),
              written]
-    questions, broken = judge(cells)
+    questions, broken = questions_of(cells)
     assert broken == []
     assert [question.line() for question in questions] == [
         "f: 1 of 3 visible checks pass; partial: scored 1.5 of 2 points",
