@@ -44,7 +44,6 @@ from traitlets import Dict, Enum, Integer, Unicode
 from coursetools import findings, messages
 from coursetools.course import grade_id, load_config, read_instructor_notebook
 from coursetools.findings import Finding
-from coursetools.grading import kernel
 from coursetools.grading.judge import HIDDEN_FEEDBACK, Judge, hidden_seed
 from coursetools.grading.limits import SubmissionLimits
 from coursetools.grading.release import published_sources
@@ -252,7 +251,7 @@ class JudgedExecute(Execute):
                            hidden_feedback=told, other_seeds=[
                                hidden_seed(coursedir.course_id, info["assignment"], info["student"], round_)
                                for round_ in range(1, self.other_seeds + 1)])
-        self._printed, self._cut, self._kernel_id, self._kernel = {}, set(), None, None
+        self._printed, self._cut, self._kernel = {}, set(), None
         self._judged = set()
         self._judge_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
         stopped, self._running = "", None
@@ -267,7 +266,7 @@ class JudgedExecute(Execute):
                 f"{cell[:1].upper()}{cell[1:]} ran longer than the time limit ({limit}) and could "
                 "not be interrupted, so grading stopped there: it and the tests after it score zero.")))
         except DeadKernelError:
-            if self._kernel_id in kernel.killed_for_time:
+            if self._kernel and self._kernel.killed_for_time:
                 limit = self._kernel.notebook_timeout
                 stopped = (f"{self._running_cell(nb)} ran past the notebook time limit "
                            f"({limit:g} s): kernel stopped, the rest scores zero")
@@ -285,7 +284,7 @@ class JudgedExecute(Execute):
         for index, cell in enumerate(nb.cells):  # nbgrader gives a test cell without an error its points
             if is_test_cell(cell) and index not in self._judged:
                 cell.outputs = [failed_output(f"this test did not run: {stopped or 'the notebook stopped'}")]
-        found += kernel.found.pop(self._kernel_id, [])
+        found += self._kernel.findings if self._kernel else []
         if self.judge.out_of_memory:
             found.append(Finding(
                 "judge-out-of-memory", f"the grader ran out of memory judging {info['notebook']}.ipynb (its "
@@ -331,7 +330,7 @@ class JudgedExecute(Execute):
 
     async def async_start_new_kernel_client(self):
         kc = await super().async_start_new_kernel_client()
-        self._kernel, self._kernel_id = self.km, self.km.kernel_id
+        self._kernel = self.km
         started = time.perf_counter()
         await self._in_judge(self.judge.connect, self.km)
         self.log.debug("judge: connected, %.2f s", time.perf_counter() - started)

@@ -79,11 +79,6 @@ WARM_MODULES = ["numpy", "pandas", "scipy.special", "sklearn.datasets", "sklearn
 HOME_FOLDERS = (".cache", ".cache/matplotlib", ".config", ".config/matplotlib", ".local", ".local/share",
                 ".local/share/jupyter")
 
-# what happened to kernels of this process, by kernel id, for the grading preprocessor to report
-killed_for_time = set()
-found = {}  # kernel id -> [Finding]
-
-
 def sandbox_disabled():
     return os.environ.get(NO_SANDBOX_VARIABLE, "").lower() not in ("", "0", "false", "no")
 
@@ -156,6 +151,11 @@ class GradingKernelManager(AsyncKernelManager):
     _adopted = None  # the spare (_Spare) whose sandbox and kernel this manager took over
     _deadline = None  # the timer of the notebook time limit
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.findings = []  # what the kernel's sandbox saw, for the grading preprocessor to report
+        self.killed_for_time = False  # killed at the notebook time limit
+
     @property
     def sandboxed(self):
         return self.sandbox and not sandbox_disabled()
@@ -216,7 +216,7 @@ class GradingKernelManager(AsyncKernelManager):
         if self._cell.left_out:
             files = ", ".join(self._cell.left_out[:5])
             self.log.warning("code files kept out of the grading kernel (not the instructor's): %s", files)
-            found.setdefault(self.kernel_id, []).append(Finding(
+            self.findings.append(Finding(
                 "code-files-left-out", f"handed in code files, which the kernel did not get: {files}",
                 student=f"Your notebook ran without {files}: grading uses only the course's own code files "
                         "beside the notebook."))
@@ -297,7 +297,7 @@ class GradingKernelManager(AsyncKernelManager):
         pgid = getattr(self.provisioner, "pgid", None)
         if not pgid:
             return
-        killed_for_time.add(self.kernel_id)
+        self.killed_for_time = True
         try:
             os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
@@ -311,7 +311,7 @@ class GradingKernelManager(AsyncKernelManager):
             left = len(self._cell.processes()) - (2 if self._forked else 1)
             if left > 0:
                 plural = "es" if left > 1 else ""
-                found.setdefault(self.kernel_id, []).append(Finding(
+                self.findings.append(Finding(
                     "processes-left",
                     f"left {left} process{plural} running after its notebook ended (killed)"))
         await super()._async_shutdown_kernel(now=now, restart=restart)
