@@ -1,10 +1,10 @@
 """The judge's line to the student's kernel, and what of that kernel the judge holds.
 
-Apart from kernel.py (the sandbox that the kernel runs in), because this is the judge's side of the
-conversation: one request at a time, each under a time limit and an answer budget, the kernel's requests
-for uses of the tests' objects served while a call runs (on its stdin channel), a dead or stuck kernel
-told apart from a slow one. StudentFunction and KernelObject stand, in the judge, for what lives in the
-kernel: calling them asks the kernel, through the Judge, and nothing else of theirs is trusted.
+kernel.py starts the kernel in its sandbox; here is the judge's side of the conversation with it, apart
+from the tests it serves: one request at a time, each under a time limit and an answer budget, the
+kernel's requests for uses of the tests' objects served while a call runs (on its stdin channel), a dead
+or stuck kernel told apart from a slow one. StudentFunction and KernelObject stand, in the judge, for
+what lives in the kernel: calling one asks the kernel, through the Judge.
 """
 
 import json
