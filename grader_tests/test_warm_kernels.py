@@ -18,11 +18,12 @@ import pytest
 from conftest import private_uids
 from traitlets.config import Config
 
-from coursetools.grading import kernel
+from coursetools.grading import warm_kernels
 from coursetools.grading.kernel import GradingKernelManager
+from coursetools.grading.sandbox import sandbox_disabled, sandbox_missing
 
 pytestmark = [pytest.mark.skipif(
-    os.geteuid() != 0 or bool(kernel.sandbox_missing()) or kernel.sandbox_disabled(),
+    os.geteuid() != 0 or bool(sandbox_missing()) or sandbox_disabled(),
     reason="warm kernels are forked as root, into the sandbox"), pytest.mark.xdist_group("warm")]
 
 MARK = "warm-" + "leak-"  # what the attacker writes before its secret, split so this file holds no copy
@@ -83,7 +84,7 @@ print(json.dumps(found))
 async def spare_made():
     """Wait until this process's spare kernel is made (grading makes it while a notebook runs)."""
     for _ in range(300):
-        if kernel._Spare._ready is not None:
+        if warm_kernels.spare_ready():
             return
         await asyncio.sleep(0.1)
     raise AssertionError("no spare kernel was made")
@@ -138,13 +139,13 @@ def probes(tmp_path_factory):
         await spare_made()  # made while the attacker runs
         manager, client = await start(work)
         beside = json.loads(await run(client, PROBE.format(mark=MARK)))
-        spares = [manager._adopted is not None]
+        spares = [manager._from_spare]
         await stop(manager, client)
         await stop(attacker, attacker_client)
         await spare_made()
         manager, client = await start(work)
         after = json.loads(await run(client, PROBE.format(mark=MARK)))
-        spares.append(manager._adopted is not None)
+        spares.append(manager._from_spare)
         await stop(manager, client)
         return before, attack_output, beside, after, spares
 
@@ -168,17 +169,17 @@ def test_a_spare_serves_only_a_folder_of_its_name(tmp_path):
         await spare_made()  # for a folder named "one"
         manager, client = await start(tmp_path / "two")
         printed = await run(client, "import os; print(os.path.basename(os.getcwd()), sorted(os.listdir()))")
-        adopted = manager._adopted
+        from_spare = manager._from_spare
         await stop(manager, client)
         await spare_made()  # for "two", from now on
         manager, client = await start(tmp_path / "two")
         printed += await run(client, "import os; print(os.path.basename(os.getcwd()), sorted(os.listdir()))")
-        adopted_next = manager._adopted
+        from_spare_next = manager._from_spare
         await stop(manager, client)
-        return printed, adopted, adopted_next
+        return printed, from_spare, from_spare_next
 
-    printed, adopted, adopted_next = asyncio.run(scenario())
-    assert adopted is None and adopted_next is not None
+    printed, from_spare, from_spare_next = asyncio.run(scenario())
+    assert not from_spare and from_spare_next
     assert printed.splitlines() == ["two ['data.csv']"] * 2  # the spare's copy of the folder is filled
 
 
@@ -225,8 +226,8 @@ def test_a_forked_kernel_is_a_sandboxed_kernel(probes):
 
 def own_template():
     """This process's own kernel template (these tests start kernels as `nbgrader autograde` does)."""
-    kernel._TemplateLine.get(kernel.WARM_MODULES)
-    return kernel._TemplateLine._own
+    warm_kernels._TemplateConnection.get(warm_kernels.WARM_MODULES)
+    return warm_kernels._TemplateConnection._own
 
 
 def test_the_template_shares_no_writable_memory_and_holds_no_course_file():

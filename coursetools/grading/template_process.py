@@ -1,6 +1,7 @@
-"""The kernel template: one process that imports the libraries once and forks a grading kernel per notebook.
+"""The code of the kernel template: one process that imports the libraries once and forks a grading kernel
+per notebook.
 
-Run by coursetools.grading.kernel as `python -I -c <this file's source> <fd> <module> ...` inside a
+Run by coursetools.grading.warm_kernels as `python -I -c <this file's source> <fd> <module> ...` inside a
 bubblewrap sandbox of its own (the kernels' view of the file system, no course file, no network), as root
 with its capabilities, and nothing else: this file imports no module of the course, and the template never
 receives anything of a course but the requests below, so a kernel forked from it inherits libraries and
