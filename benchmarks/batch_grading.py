@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import measured
 import nbformat
 from nbclient import NotebookClient
 from nbgrader.api import Gradebook
@@ -237,4 +238,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    with measured.recorded(__file__, __doc__):
+        main()

@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import measured
 import nbformat
 
 from coursetools import batch, messages, report
@@ -125,4 +126,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    with measured.recorded(__file__, __doc__):
+        main()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")  # before numpy
 
+import measured  # noqa: E402
 import nbformat  # noqa: E402
 from jupyter_client import KernelManager  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
@@ -85,4 +86,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    with measured.recorded(__file__, __doc__):
+        main()

@@ -14,6 +14,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import measured
 import nbformat
 from nbclient import NotebookClient
 
@@ -65,4 +66,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    with measured.recorded(__file__, __doc__):
+        main()

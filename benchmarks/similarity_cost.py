@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import measured
 import nbformat
 import numpy as np
 from copydetect import compare_files
@@ -57,4 +58,5 @@ def main(sizes):
 
 
 if __name__ == "__main__":
-    main([int(size) for size in sys.argv[1:]] or [50, 100, 200])
+    with measured.recorded(__file__, __doc__):
+        main([int(size) for size in sys.argv[1:]] or [50, 100, 200])
