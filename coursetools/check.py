@@ -23,7 +23,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbgrader import utils
 
-from coursetools.course import ONE_BLAS_THREAD, grade_id
+from coursetools.course import ONE_BLAS_THREAD, grade_id, is_test_cell, tests_by_answer
 
 TIMEOUT = 60  # seconds a cell may run, as when it is graded (nbgrader_config.py)
 MESSAGE_WIDTH = 200  # characters of an error message shown
@@ -105,32 +105,33 @@ def check_notebook(path, timeout):
 
 
 def questions_of(cells):
-    """The questions of a notebook's cells, and what failed outside the tests and answers (read-only
-    cells); questions is empty when a cell before the first answer failed."""
+    """The questions of a notebook's cells (course.tests_by_answer), and what failed outside the tests and
+    answers (read-only cells); questions is empty when a cell before the first answer or test failed."""
     questions, broken = [], []
-    for index, cell in enumerate(cells):
-        name = grade_id(cell)
-        if utils.is_solution(cell):
-            questions.append(Question(name, written=cell.cell_type == "markdown"))
-            if problem := cell_error(cell):
-                questions[-1].problems.append(f"your answer cell raised {problem}")
-        elif utils.is_grade(cell) and cell.cell_type == "code":
-            if not questions:  # tests before any answer: their own question
-                questions.append(Question(name))
-            question = questions[-1]
-            if not has_checks(cell.source):
+    for answer, tests in tests_by_answer(cells):
+        # tests before any answer are a question of their own, named after the first of them
+        written = answer is not None and answer.cell_type == "markdown"
+        question = Question(grade_id(answer or tests[0]), written=written)
+        if answer and (problem := cell_error(answer)):
+            question.problems.append(f"your answer cell raised {problem}")
+        for test in tests:
+            if not has_checks(test.source):
                 question.hidden += 1
+                continue
+            question.checks += 1
+            if problem := check_problem(test):
+                question.problems.append(f"{grade_id(test)}: {problem}")
             else:
-                question.checks += 1
-                if problem := check_problem(cell):
-                    question.problems.append(f"{name}: {problem}")
-                else:
-                    question.passed += 1
-        elif utils.is_locked(cell) and (problem := cell_error(cell)):
-            # the course's own cells (setup, data, plots); a student's own cells are not judged, as in
-            # nbgrader validate
-            broken.append(f"cell {name or index + 1} raised {problem}")
-            if not questions:
+                question.passed += 1
+        questions.append(question)
+    first = next((index for index, cell in enumerate(cells) if utils.is_solution(cell) or is_test_cell(cell)),
+                 len(cells))
+    for index, cell in enumerate(cells):
+        # the course's own cells (setup, data, plots); a student's own cells are not judged, as in nbgrader
+        # validate
+        if utils.is_locked(cell) and not is_test_cell(cell) and (problem := cell_error(cell)):
+            broken.append(f"cell {grade_id(cell) or index + 1} raised {problem}")
+            if index < first:
                 return [], broken
     return questions, broken
 

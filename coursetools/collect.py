@@ -29,8 +29,8 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.plugins import FileNameCollectorPlugin
 from sqlalchemy import delete, insert, select
 
-from coursetools.batch import read_flags, save_flags
 from coursetools.course import gradebook_url, load_config
+from coursetools.findings import read_flags, save_flags
 from coursetools.grading.limits import SubmissionLimits
 from coursetools.lms import LMS_IDS, LMS_SUBMISSIONS, apply_due_dates, tables
 

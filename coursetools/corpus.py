@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-from nbgrader import utils
 from nbgrader.api import Gradebook
 
-from coursetools.course import grade_id, gradebook_url, notebook_path
+from coursetools.course import grade_id, gradebook_url, is_code_answer, notebook_path, tests_by_answer
 from coursetools.examples import Answer, fill_answers, percent_blocks, submit
 from coursetools.grading.judge import SeedDependent
 from coursetools.messages import failure_messages
@@ -78,15 +77,9 @@ def read_corpus(root):
 
 
 def grade_cells_by_answer(notebook):
-    """{answer cell: [test cells]}: a test cell belongs to the answer cell that comes before it."""
-    cells, current = {}, None
-    for cell in notebook.cells:
-        if cell.cell_type == "code" and utils.is_solution(cell):
-            current = grade_id(cell)
-            cells[current] = []
-        elif cell.cell_type == "code" and utils.is_grade(cell) and current:
-            cells[current].append(grade_id(cell))
-    return cells
+    """{code answer cell: [its test cells]}, by grade id (course.tests_by_answer)."""
+    return {grade_id(answer): [grade_id(test) for test in tests]
+            for answer, tests in tests_by_answer(notebook.cells) if answer and is_code_answer(answer)}
 
 
 def submit_corpus(root, corpus, prefix):

@@ -1,4 +1,5 @@
-"""The course directory: where it is, which assignments it holds, and nbgrader's commands run in it."""
+"""The course directory: where it is, which assignments it holds, the kinds of cells of its notebooks, and
+nbgrader's commands run in it."""
 
 import copy
 import hashlib
@@ -11,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import nbformat
+from nbgrader import utils
 from nbgrader.coursedir import CourseDirectory
 from sqlalchemy.exc import SAWarning
 from traitlets.config.loader import PyFileConfigLoader
@@ -55,6 +57,51 @@ def assignments(root):
 def grade_id(cell):
     """The cell's nbgrader id (graded, answer and read-only cells have one), or None."""
     return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+# The kinds of cells of the course's notebooks, from nbgrader's metadata (nbgrader.utils): an answer cell
+# is the student's (code, or markdown for a written answer); a test cell is code graded by its outputs;
+# read-only cells (setup, data, plots) are the instructor's, as is every test.
+
+def is_test_cell(cell):
+    """A test cell: code that earns its points when it runs without an error (nbgrader's autograder
+    tests); never an answer cell, even a graded one (a TA grades those)."""
+    return cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
+
+
+def is_code_answer(cell):
+    """An answer cell of code: where the student writes a function."""
+    return cell.cell_type == "code" and utils.is_solution(cell)
+
+
+def is_student_code(cell):
+    """A code cell whose source comes from the student: an answer cell or a cell the student added."""
+    return cell.cell_type == "code" and (utils.is_solution(cell) or not grade_id(cell))
+
+
+def is_instructor_code(cell):
+    """A code cell whose source is the instructor's: a test or a read-only cell (setup, data, plots)."""
+    return cell.cell_type == "code" and bool(grade_id(cell)) and not utils.is_solution(cell)
+
+
+def tests_by_answer(cells):
+    """[(answer cell, [its test cells])] in notebook order: a test cell belongs to the answer cell, code or
+    written, before it; test cells before any answer come first, under None."""
+    groups = []
+    for cell in cells:
+        if utils.is_solution(cell):
+            groups.append((cell, []))
+        elif is_test_cell(cell):
+            if not groups:
+                groups.append((None, []))
+            groups[-1][1].append(cell)
+    return groups
+
+
+def assignment_folder(coursedir, step, assignment, student="."):
+    """An assignment's folder in one of nbgrader's steps ("source", "release", "submitted", "autograded",
+    "feedback", "solution"), where the course's CourseDirectory (root, directory_structure) puts it."""
+    return Path(coursedir.format_path(getattr(coursedir, f"{step}_directory"), student, assignment))
 
 
 _instructor_notebooks = {}  # digest of a source notebook's bytes -> the notebook, read once per process

@@ -6,10 +6,16 @@ gradebook (the flag and a comment for formgrader), grading_flags.csv, the class 
 student's feedback. Each finding says what happened twice: in words for TAs, and, where the student
 should know, in words for the student (never with a grader's path or a TA's note). A finding that
 needs a TA flags the submission; the others are notes.
+
+grading_flags.csv (FLAGS_FILE) is the one list of flagged submissions beside grades.csv, one row per
+(student, assignment) with its reason: `course grade`, `course collect` and `course build` all write it
+through read_flags and save_flags here.
 """
 
+import csv
 from dataclasses import asdict, dataclass
 
+FLAGS_FILE = "grading_flags.csv"
 # nb.metadata["grading"]["findings"]: a list of Finding dicts; ["seed"]: the seed of the hidden inputs
 METADATA_KEY = "grading"
 
@@ -61,3 +67,32 @@ def notes(found):
 
 # What TAs see in formgrader's comment box of a flagged submission: feedback never shows it to students.
 TA_NOTE_PREFIX = "Needs a TA: "
+
+
+def read_flags(root):
+    """{(student, assignment): reason} of grading_flags.csv ({} before anything was flagged)."""
+    path = root / FLAGS_FILE
+    if not path.exists():
+        return {}
+    with path.open(newline="") as file:
+        return {(row["student"], row["assignment"]): row["reason"] for row in csv.DictReader(file)}
+
+
+def save_flags(root, rows):
+    """Write grading_flags.csv, next to grades.csv, from {(student, assignment): reason}."""
+    with (root / FLAGS_FILE).open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["student", "assignment", "reason"])
+        for (student, assignment), reason in sorted(rows.items()):
+            writer.writerow([student, assignment, reason])
+
+
+def update_flags(root, reasons):
+    """Replace the rows of grading_flags.csv of the submissions in {(student, assignment): reason}, keeping
+    the others (submissions not graded this time): a submission with an empty reason is no longer flagged."""
+    rows = read_flags(root)
+    for key, why in reasons.items():
+        rows.pop(key, None)
+        if why:
+            rows[key] = why
+    save_flags(root, rows)

@@ -8,10 +8,9 @@ they live wherever CourseDirectory.db_url points (SQLite or PostgreSQL).
 """
 
 import pandas as pd
-from nbgrader import utils
 from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, Text, delete, insert, select
 
-from coursetools.course import grade_id
+from coursetools.course import grade_id, is_test_cell
 from coursetools.findings import Finding
 
 _metadata = MetaData()
@@ -33,6 +32,8 @@ FINDINGS = Table("grading_findings", _metadata, Column("id", Integer, primary_ke
 # the seed that the student's hidden inputs were drawn from (coursetools.grading.judge.hidden_seed), for audit
 SEEDS = Table("grading_seeds", _metadata, Column("id", Integer, primary_key=True), *_notebook_columns(),
               Column("seed", String(32), nullable=False))
+# the message of a test cell that never ran, its notebook not graded (the report leaves it out of statistics)
+NOT_GRADED = "(not graded: see the flagged submissions)"
 FAILURE_COLUMNS = ["assignment", "student", "notebook", "cell", "message"]
 FINDING_COLUMNS = ["assignment", "student", "notebook", "kind", "detail", "for_student", "needs_ta"]
 
@@ -42,7 +43,7 @@ def failure_messages(notebook):
     test that earned partial credit said of its first failing case."""
     messages = {}
     for cell in notebook.cells:
-        if not (utils.is_grade(cell) and cell.cell_type == "code"):
+        if not is_test_cell(cell):
             continue
         outputs = cell.get("outputs", [])
         errors = [output for output in outputs if output.output_type == "error"]

@@ -30,7 +30,6 @@ import pandas as pd  # noqa: E402
 from nbgrader.api import Gradebook  # noqa: E402
 
 from coursetools import findings, messages, similarity  # noqa: E402
-from coursetools.batch import NOT_GRADED, read_flags  # noqa: E402
 from coursetools.course import EXAMPLE_STUDENT_PREFIX, gradebook_url  # noqa: E402
 from coursetools.scores import grade_rows, score_table  # noqa: E402
 
@@ -62,7 +61,7 @@ def collect(root):
     grades = grades.merge(failed, on=keys, how="left", validate="one_to_one")
     grades["message"] = grades["message"].fillna("")
     found = {key: messages.as_findings(rows) for key, rows in recorded.groupby(["student", "assignment"])}
-    flags = read_flags(root)
+    flags = findings.read_flags(root)
     submissions = list(zip(scores["student"], scores["assignment"], strict=True))
     scores["reason"] = [
         flags.get(key) or findings.reason(found.get(key, [])) or "flagged in the gradebook" if flagged else ""
@@ -90,7 +89,7 @@ def question_table(data):
     order = {cell: index for index, cell in enumerate(dict.fromkeys(data.grades["cell"]))}
     rows = []
     for (assignment, cell), group in tests.groupby(["assignment", "cell"], sort=False):
-        ran = group[group["message"] != NOT_GRADED]
+        ran = group[group["message"] != messages.NOT_GRADED]
         passed = ran["score"] >= ran["max_score"]
         common = Counter(message for message in ran["message"] if message).most_common(3)
         rows.append({"assignment": assignment, "cell": cell, "points": group["max_score"].iloc[0],

@@ -33,7 +33,7 @@ from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 from traitlets import default
 
 from coursetools import findings
-from coursetools.grading.autograde import is_test_cell
+from coursetools.course import is_test_cell
 
 # absolute paths of the grading machine, up to the part that tells the student something
 _GRADER_PATHS = [
