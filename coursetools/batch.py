@@ -17,7 +17,6 @@ a notebook outside any folder) is reported the same way.
 """
 
 import contextlib
-import csv
 import difflib
 import fnmatch
 import os
@@ -43,20 +42,20 @@ from coursetools import findings, messages
 from coursetools.course import (
     EXAMPLE_STUDENT_PREFIX,
     ONE_BLAS_THREAD,
+    assignment_folder,
     grade_id,
     load_config,
     read_tree,
     write_tree,
 )
-from coursetools.findings import Finding
-from coursetools.grading import judge, kernel
+from coursetools.findings import FLAGS_FILE, Finding, read_flags, save_flags  # noqa: F401 (also here)
+from coursetools.grading import intake, judge, kernel
 from coursetools.grading.feedback import notice_page
+from coursetools.grading.intake import notebook_findings  # noqa: F401 (also here)
 from coursetools.grading.limits import SubmissionLimits
-from coursetools.messages import failure_messages
+from coursetools.messages import NOT_GRADED, failure_messages
 
-FLAGS_FILE = "grading_flags.csv"
 JOB_GRADEBOOK = "job_gradebook.db"  # in a worker's scratch course: the assignment's definition alone
-NOT_GRADED = "(not graded: see the flagged submissions)"  # what a test cell that did not run failed with
 
 
 @dataclass
@@ -129,8 +128,8 @@ def _stray(student, name, kind, detail):
 
 def make_jobs(root, submissions):
     """A Job per (assignment, student) of `submissions`, made one at a time as they are asked for: a job
-    holds its submission's files, so a class is never in memory at once. Files beyond the course's
-    SubmissionLimits are left out unread (a notebook among them is replaced by the release)."""
+    holds its submission's files, so a class is never in memory at once. What grading leaves out of a
+    submission (links, files beyond the course's SubmissionLimits) stays unread (grading/intake.py)."""
     config = load_config(root)
     coursedir = CourseDirectory(config=config, root=str(root))
     limits = SubmissionLimits(config=config)
@@ -138,37 +137,27 @@ def make_jobs(root, submissions):
 
     def read(assignment):  # what every job of an assignment carries: read when its first job is made
         # the instructor's files are trusted: links among them (checks.py) are followed
-        instructor[assignment], _ = read_tree(root / "source" / assignment, follow_links=True)
-        course_files[assignment] = {f"source/{assignment}/{name}": data
+        source = assignment_folder(coursedir, "source", assignment)
+        instructor[assignment], _ = read_tree(source, follow_links=True)
+        course_files[assignment] = {f"{source.relative_to(coursedir.root).as_posix()}/{name}": data
                                     for name, data in instructor[assignment].items()}
         course_files[assignment]["nbgrader_config.py"] = (root / "nbgrader_config.py").read_bytes()
         course_files[assignment][JOB_GRADEBOOK] = definition_gradebook(coursedir.db_url, coursedir.course_id,
                                                                       assignment)
-        releases[assignment] = {path.name: path for path in (root / "release" / assignment).glob("*.ipynb")}
+        release = assignment_folder(coursedir, "release", assignment)
+        releases[assignment] = {path.name: path for path in release.glob("*.ipynb")}
 
     for assignment, student in submissions:
         if assignment not in course_files:
             read(assignment)
-        folder = root / "submitted" / student / assignment
+        folder = assignment_folder(coursedir, "submitted", assignment, student)
         try:
-            left_out = limits.left_out(folder, releases[assignment])
-            submission, refused = read_tree(folder, skip={name for name, _ in left_out})
+            submission, taken = intake.read_submission(folder, releases[assignment], limits)
         except OSError as error:  # changed or removed while it was read: this submission alone fails
-            yield Job(assignment, student, {}, course_files[assignment], [Finding(
-                "unreadable-submission", f"submitted/{student}/{assignment} could not be read: {error}",
-                student="Your submission could not be read, so it scored zero: a TA will look at it.")])
+            yield Job(assignment, student, {}, course_files[assignment], [intake.unreadable_submission(
+                folder.relative_to(coursedir.root).as_posix(), error)])
             continue
-        found = [Finding("link", f"{name} is not a regular file (a link or a device): ignored",
-                         student=f"{name} is a link or a special file: grading left it out.")
-                 for name in refused]
-        if left_out:
-            found.append(limits.finding(left_out, releases[assignment]))
-            submission.update({name: releases[assignment][name].read_bytes() for name, _ in left_out
-                               if name in releases[assignment]})
-        found += [Finding("own-checks", f"handed in its own {name}: the course's copy replaces it",
-                          student=f"Grading used the course's {name}, not the one you handed in.")
-                  for name, data in submission.items() if name in instructor[assignment]
-                  and not name.endswith(".ipynb") and data != instructor[assignment][name]]
+        found = taken.findings() + intake.own_course_files(submission, instructor[assignment])
         yield Job(assignment, student, submission, course_files[assignment], found)
 
 
@@ -217,11 +206,14 @@ def grade_one(job):
     with tempfile.TemporaryDirectory(prefix="grade-", dir=memory) as scratch:
         scratch = Path(scratch)
         write_tree(scratch, job.course)
-        write_tree(scratch / "submitted" / job.student / job.assignment, job.submission)
-        expected = sorted(p.stem for p in (scratch / "source" / job.assignment).glob("*.ipynb"))
-        unreadable = notebook_findings(expected, job.submission)
-        found = list(job.findings) + unreadable + drop_duplicated_grade_cells(scratch, job)
         config = load_config(scratch)
+        coursedir = CourseDirectory(config=config, root=str(scratch))
+        submitted = assignment_folder(coursedir, "submitted", job.assignment, job.student)
+        write_tree(submitted, job.submission)
+        source = assignment_folder(coursedir, "source", job.assignment)
+        expected = sorted(path.stem for path in source.glob("*.ipynb"))
+        unreadable = intake.notebook_findings(expected, job.submission)
+        found = list(job.findings) + unreadable + intake.drop_duplicated_grade_cells(submitted)
         # the job's own gradebook, whatever db_url the course uses: a worker never opens the course's
         config.CourseDirectory.db_url = f"sqlite:///{scratch / JOB_GRADEBOOK}"
         config.RecordMessages.enabled = False  # record() keeps the messages, in the course's gradebook
@@ -229,7 +221,7 @@ def grade_one(job):
         outcome = api.autograde(job.assignment, job.student, force=True, create=True)
         if not outcome["success"] and not unreadable:
             found.append(failure_finding(f"{outcome.get('error') or ''}\n{outcome.get('log') or ''}"))
-        autograded_folder = scratch / "autograded" / job.student / job.assignment
+        autograded_folder = assignment_folder(coursedir, "autograded", job.assignment, job.student)
         if outcome["success"]:
             # the autograded notebooks carry every finding, for the coordinator, TAs and the feedback
             for path in autograded_folder.glob("*.ipynb"):
@@ -241,62 +233,11 @@ def grade_one(job):
             autograded, _ = read_tree(autograded_folder)
         else:
             autograded = {}
-        feedback, _ = read_tree(scratch / "feedback" / job.student / job.assignment)
+        feedback, _ = read_tree(assignment_folder(coursedir, "feedback", job.assignment, job.student))
     for name in expected:  # a notebook that could not be graded gets a page that says why
         if f"{name}.html" not in feedback:
             feedback[f"{name}.html"] = notice_page(job.assignment, f"{name}.ipynb", found).encode()
     return Result(job.assignment, job.student, autograded, feedback, found, time.perf_counter() - started)
-
-
-def notebook_findings(expected, submission):
-    """Notebooks missing from the submission (saying what was found instead), and submitted notebooks
-    that nbformat cannot read."""
-    found = []
-    submitted = {name for name in submission if name.endswith(".ipynb") and "/" not in name}
-    others = sorted(submitted - {f"{name}.ipynb" for name in expected})
-    for name in [f"{stem}.ipynb" for stem in expected]:
-        if name not in submitted:
-            instead = f"found {', '.join(others)}" if others else "found no notebook"
-            found.append(Finding(
-                "missing-notebook",
-                f"{name} is missing (renamed or not handed in): {instead}; expected {name}; it scores zero",
-                student=f"Your submission has no {name} ({instead}), so it scored zero. Hand in your "
-                        f"notebook again, named {name}."))
-            continue
-        try:
-            nbformat.reads(submission[name].decode("utf-8"), as_version=4)
-        except Exception as error:  # any reason to be unreadable is the student's, and is reported
-            kind = type(error).__name__
-            found.append(Finding(
-                "unreadable-notebook", f"{name} is not a readable notebook ({kind}): it scores zero",
-                student=f"{name} could not be read as a notebook ({kind}), so it scored zero. Open it in "
-                        "Jupyter, save it, and hand it in again."))
-    return found
-
-
-def drop_duplicated_grade_cells(scratch, job):
-    """Keep the first cell of every grade id: nbgrader cannot grade a notebook with duplicated grade
-    cells, and the first one is the cell that nbgrader restores from the gradebook anyway."""
-    found = []
-    for path in sorted((scratch / "submitted" / job.student / job.assignment).glob("*.ipynb")):
-        try:
-            notebook = nbformat.read(path, as_version=4)
-        except Exception:  # unreadable notebooks are reported by notebook_findings
-            continue
-        seen, kept = set(), []
-        for cell in notebook.cells:
-            name = grade_id(cell)
-            if name and name in seen:
-                found.append(Finding(
-                    "duplicated-cell", f"{path.name}: a second cell {name!r} was removed before grading",
-                    student=f"Your notebook had a second copy of the cell {name}: it was removed."))
-                continue
-            seen.add(name)
-            kept.append(cell)
-        if len(kept) < len(notebook.cells):
-            notebook.cells = kept
-            nbformat.write(notebook, path)
-    return found
 
 
 def failure_finding(text):
@@ -315,17 +256,17 @@ def failure_finding(text):
 def record(root, result, config):
     """Store one result in the course: the autograded files and feedback, and the grades in the gradebook.
     Sets result.findings to every finding of the submission."""
-    for kind, files in (("autograded", result.autograded), ("feedback", result.feedback)):
-        target = root / kind / result.student / result.assignment
+    coursedir = CourseDirectory(config=config, root=str(root))
+    for step, files in (("autograded", result.autograded), ("feedback", result.feedback)):
+        target = assignment_folder(coursedir, step, result.assignment, result.student)
         if target.exists():
             shutil.rmtree(target)
         write_tree(target, files)
-    target = root / "autograded" / result.student / result.assignment
-    coursedir = CourseDirectory(config=config, root=str(root))
+    target = assignment_folder(coursedir, "autograded", result.assignment, result.student)
     db_url = coursedir.db_url
     with Gradebook(db_url, coursedir.course_id) as gradebook:
         gradebook.update_or_create_student(result.student)
-        submitted = root / "submitted" / result.student / result.assignment
+        submitted = assignment_folder(coursedir, "submitted", result.assignment, result.student)
         timestamp = coursedir.get_existing_timestamp(str(submitted))
         if timestamp:
             gradebook.update_or_create_submission(result.assignment, result.student, timestamp=timestamp)
@@ -350,8 +291,7 @@ def record(root, result, config):
         missing = [(nb.name, grade.name) for nb in submission.notebooks for grade in nb.grades
                    if (nb.name, grade.name) not in graded]
         if missing and not findings.reason(found):
-            found.append(Finding("cells-missing", "grade cells deleted or not run: "
-                                 f"{', '.join(cell for _, cell in missing[:5])}"))
+            found.append(intake.cells_missing([cell for _, cell in missing]))
         reason = findings.reason(found)
         for nb in submission.notebooks:
             nb.flagged = bool(reason)
@@ -368,35 +308,6 @@ def record(root, result, config):
                           {**not_run, **failed.get(nb.name, {})}, found, seeds.get(nb.name, ""))
         gradebook.db.commit()
     result.findings = found
-
-
-def read_flags(root):
-    """{(student, assignment): reason} of grading_flags.csv ({} before anything was flagged)."""
-    path = root / FLAGS_FILE
-    if not path.exists():
-        return {}
-    with path.open(newline="") as file:
-        return {(row["student"], row["assignment"]): row["reason"] for row in csv.DictReader(file)}
-
-
-def save_flags(root, rows):
-    """Write grading_flags.csv, next to grades.csv, from {(student, assignment): reason}."""
-    with (root / FLAGS_FILE).open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["student", "assignment", "reason"])
-        for (student, assignment), reason in sorted(rows.items()):
-            writer.writerow([student, assignment, reason])
-
-
-def write_flags(root, results):
-    """Every flagged submission with its reason in grading_flags.csv (kept across runs for submissions that
-    were not graded this time)."""
-    rows = read_flags(root)
-    for result in results:
-        rows.pop((result.student, result.assignment), None)
-        if result.reason:
-            rows[(result.student, result.assignment)] = result.reason
-    save_flags(root, rows)
 
 
 def run_jobs(jobs, workers, scheduler=None):
@@ -511,5 +422,5 @@ def grade_class(root, assignments, known, students=None, workers=None, scheduler
             failed += bool(result.reason)
             results.append(result)
             progress.update(task, advance=1, failed=failed)
-    write_flags(root, results)
+    findings.update_flags(root, {(result.student, result.assignment): result.reason for result in results})
     return results

@@ -5,6 +5,7 @@ and a Dask variant."""
 import csv
 import html
 import json
+import os
 import re
 import shutil
 
@@ -25,8 +26,10 @@ from sqlalchemy import text
 
 from coursetools import findings, messages
 from coursetools.batch import JOB_GRADEBOOK, NOT_GRADED, make_jobs
-from coursetools.course import grade_id, gradebook_url, nbgrader, notebook_path
+from coursetools.course import grade_id, gradebook_url, nbgrader, notebook_path, read_tree
 from coursetools.examples import submit
+from coursetools.grading import intake
+from coursetools.grading.limits import SubmissionLimits
 
 pytestmark = CLASSES_GROUP  # see conftest.py
 
@@ -423,3 +426,43 @@ def test_failed_regrade_leaves_no_old_scores(graded):
     auto = [value[0] for (_, _, cell), value in after.items() if cell != "flagged" and value[0] is not None]
     assert auto and all(score == 0 for score in auto)
     assert after[("example-correct", "linear_network", "flagged")] is True
+
+
+def test_both_grading_paths_take_the_same_files_and_say_the_same(tmp_path):
+    """What `course grade` reads of a submission is what the pre-convert hook of `nbgrader autograde`
+    leaves in it, with the same findings: links and a pipe left out, a notebook that is a link and one
+    beyond the limits graded as the release, a file beyond the limits left out."""
+    release = tmp_path / "release"
+    release.mkdir()
+    for name in ("a.ipynb", "b.ipynb"):
+        (release / name).write_text(f"release {name}")
+    course_files = {"checks.py": b"the course's", "a.ipynb": b"source"}
+    limits = SubmissionLimits(max_bytes=1000, max_files=10)
+    folders = {way: tmp_path / "submitted" / way / "assignment" for way in ("grade", "autograde")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+        (folder / "a.ipynb").symlink_to(release / "a.ipynb")
+        (folder / "b.ipynb").write_text("x" * 2000)
+        (folder / "data.csv").symlink_to("/etc/passwd")
+        os.mkfifo(folder / "pipe")
+        (folder / "checks.py").write_text("the student's")
+        (folder / "notes.txt").write_text("kept")
+        (folder / "big.bin").write_bytes(b"0" * 2000)
+    releases = {path.name: path for path in release.glob("*.ipynb")}
+    files, taken = intake.read_submission(folders["grade"], releases, limits)
+    read = taken.findings() + intake.own_course_files(files, course_files)
+    moved = intake.quarantine_submission(folders["autograde"], releases, limits, course_files, tmp_path,
+                                         "autograde", "assignment")
+    left, _ = read_tree(folders["autograde"])
+    assert files == left
+    assert files["a.ipynb"] == b"release a.ipynb" and files["b.ipynb"] == b"release b.ipynb"
+    assert sorted(files) == ["a.ipynb", "b.ipynb", "checks.py", "notes.txt"]
+    assert [f.kind for f in read] == [f.kind for f in moved] == ["link", "link", "link", "link", "too-big",
+                                                                  "own-checks"]
+    # the same words, but where the files went
+    assert [f.detail for f in read] == [f.detail.replace(": moved to quarantine/", ": left out")
+                                        for f in moved]
+    assert "a.ipynb was a link: moved to quarantine/, graded as the release" in moved[3].detail
+    kept = next((tmp_path / "quarantine" / "autograde" / "assignment").iterdir())
+    assert sorted(path.name for path in kept.iterdir()) == ["a.ipynb", "b.ipynb", "big.bin", "data.csv",
+                                                             "pipe"]

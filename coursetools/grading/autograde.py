@@ -16,17 +16,15 @@ Here those outputs are written by trusted code only:
   in the gradebook when a finding needs a TA, and logs it;
 - RecordMessages keeps each test cell's failure message and the findings in the gradebook's database
   (coursetools.messages), where the class report reads them without opening notebooks;
-- refuse_links (nbgrader's pre-convert hook) moves links and special files out of a submission before
-  nbgrader copies it, so nbgrader, running as root, never follows a link that a student made.
+- refuse_links (nbgrader's pre-convert hook) moves what grading leaves out of a submission (links and
+  special files, files beyond the limits: coursetools.grading.intake) out of it before nbgrader copies it,
+  so nbgrader, running as root, never follows a link that a student made.
 """
 
 import asyncio
 import os
 import re
 import resource
-import secrets
-import shutil
-import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,21 +33,29 @@ import nbformat
 import threadpoolctl
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Dict, Enum, Integer, Unicode
 
 from coursetools import findings, messages
-from coursetools.course import grade_id, load_config, read_instructor_notebook
+from coursetools.course import (
+    assignment_folder,
+    grade_id,
+    is_instructor_code,
+    is_student_code,
+    is_test_cell,
+    load_config,
+    read_instructor_notebook,
+    read_tree,
+)
 from coursetools.findings import Finding
+from coursetools.grading import intake
 from coursetools.grading.judge import HIDDEN_FEEDBACK, Judge, hidden_seed
 from coursetools.grading.limits import SubmissionLimits
 from coursetools.grading.release import published_sources
 
-QUARANTINE = "quarantine"  # where refused links of submissions are kept, beside submitted/
-_refused = {}  # (student, assignment) -> [Finding] of the links the pre-convert hook moved
+_refused = {}  # (student, assignment) -> [Finding] of what the pre-convert hook found
 
 # What a notebook of this course never needs, matched in the cells a student can edit: a note for TAs (an
 # attempt to read the course's files, reach the network or the grader, or bend the notebook's machinery).
@@ -70,15 +76,6 @@ SUSPICIOUS_CODE = [
     (r"NBGRADER|coursetools|\bshim\b", "looks for the grader"),
 ]
 _SUSPICIOUS = [(re.compile(pattern, re.MULTILINE), what) for pattern, what in SUSPICIOUS_CODE]
-
-
-def is_test_cell(cell):
-    return cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
-
-
-def is_student_code(cell):
-    """A code cell whose source comes from the student: an answer cell or a cell the student added."""
-    return cell.cell_type == "code" and (utils.is_solution(cell) or not grade_id(cell))
 
 
 def failed_output(message):
@@ -160,17 +157,14 @@ class RestoreInstructorCells(OverwriteCells):
         present = {grade_id(cell) for cell in nb.cells}
         deleted = [name for name in graded if name not in present]
         if deleted:
-            names = ", ".join(deleted[:5])
-            self._found.append(Finding(
-                "cells-missing", f"grade cells deleted or not run: {names}",
-                student=f"These graded cells were missing from your notebook and score zero: {names}."))
+            self._found.append(intake.cells_missing(deleted))
 
     def _put_back_missing_tests(self, nb, info):
         with Gradebook(info["db_url"]) as gradebook:  # (self.db_url is set by OverwriteCells, later)
             defined = {cell.name for cell in gradebook.find_notebook(
                 info["notebook"], info["assignment"]).grade_cells}
         coursedir = CourseDirectory(config=self.config)
-        folder = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
+        folder = assignment_folder(coursedir, "source", info["assignment"])
         instructor = read_instructor_notebook(folder / f"{info['notebook']}.ipynb").cells
         put_back = []
         for index, cell in enumerate(instructor):
@@ -193,7 +187,7 @@ class RestoreInstructorCells(OverwriteCells):
 
     def _restore_metadata(self, nb, info):
         coursedir = CourseDirectory(config=self.config)
-        folder = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
+        folder = assignment_folder(coursedir, "source", info["assignment"])
         cells = read_instructor_notebook(folder / f"{info['notebook']}.ipynb").cells
         trusted = {grade_id(c): c.metadata for c in cells if grade_id(c)}
         changed = []
@@ -241,7 +235,7 @@ class JudgedExecute(Execute):
         found = suspicious_code(nb)
         info = resources["nbgrader"]
         coursedir = CourseDirectory(config=self.config)
-        folder = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
+        folder = assignment_folder(coursedir, "source", info["assignment"])
         source = read_instructor_notebook(folder / f"{info['notebook']}.ipynb")
         seed = hidden_seed(coursedir.course_id, info["assignment"], info["student"])
         findings.set_seed(nb, seed)  # with the grade, for audit: the same inputs at every regrade
@@ -348,8 +342,7 @@ class JudgedExecute(Execute):
             return cell
         cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         self.log.debug("kernel: cell %s, %.2f s", grade_id(cell) or cell_index, time.perf_counter() - started)
-        instructors = cell.cell_type == "code" and grade_id(cell) and not utils.is_solution(cell)
-        if instructors and self.judge.runs_here(cell):
+        if is_instructor_code(cell) and self.judge.runs_here(cell):
             started = time.perf_counter()
             error = await self._in_judge(self.judge.run_instructor_cell, grade_id(cell))
             if error is not None:
@@ -421,12 +414,13 @@ def _name(cell):
 
 
 def refuse_links(assignment=None, student=None, notebooks=()):
-    """nbgrader's pre-convert hook: move every link, device or other special file of a submission (the
-    submission's folder itself included) to a new folder quarantine/<student>/<assignment>/<time>/,
-    before nbgrader copies the submission; a notebook that was a link is replaced by the untouched
-    release, which scores zero. If anything goes wrong, the whole submission is moved there instead:
-    nbgrader then finds nothing to copy (it swallows a failing hook's exception). What it moved is
-    recorded by RestoreInstructorCells, which runs next in the same process."""
+    """nbgrader's pre-convert hook: before nbgrader copies a submission, move what grading leaves out of
+    it (links, devices and other special files, the submission's folder itself included, and files beyond
+    the SubmissionLimits) to a new folder quarantine/<student>/<assignment>/<time>/; a notebook among
+    them is replaced by the untouched release, which scores zero (coursetools.grading.intake). If anything
+    goes wrong, the whole submission is moved there instead: nbgrader then finds nothing to copy (it
+    swallows a failing hook's exception). What it found is recorded by RestoreInstructorCells, which runs
+    next in the same process."""
     if not notebooks:
         return
     # nbgrader passes the --student and assignment patterns ("*"); the submission's folder names them:
@@ -434,57 +428,17 @@ def refuse_links(assignment=None, student=None, notebooks=()):
     folder = Path(notebooks[0]).absolute().parent
     root, student, assignment = folder.parents[2], folder.parent.name, folder.name
     try:
-        _refuse_links(root, student, assignment, folder, notebooks)
+        for path in (folder.parent, folder):
+            if path.is_symlink() or not path.is_dir():
+                os.rename(path, intake.new_quarantine(root, student, assignment) / path.name)
+                return  # nothing is left to grade: nbgrader reports the notebooks as missing
+        config = load_config(root)
+        coursedir = CourseDirectory(config=config, root=str(root))
+        release = assignment_folder(coursedir, "release", assignment)
+        releases = {path.name: path for path in release.glob("*.ipynb")}
+        course_files, _ = read_tree(assignment_folder(coursedir, "source", assignment), follow_links=True)
+        _refused[(student, assignment)] = intake.quarantine_submission(
+            folder, releases, SubmissionLimits(config=config), course_files, root, student, assignment)
     except Exception:
-        os.rename(folder, _new_quarantine(root, student, assignment) / "submission")
+        os.rename(folder, intake.new_quarantine(root, student, assignment) / "submission")
         raise
-
-
-def _refuse_links(root, student, assignment, folder, notebooks):
-    quarantine = None
-    for path in (folder.parent, folder):
-        if path.is_symlink() or not path.is_dir():
-            os.rename(path, _new_quarantine(root, student, assignment) / path.name)
-            return  # nothing is left to grade: nbgrader reports the notebooks as missing
-    refused = []
-    for path in sorted(folder.rglob("*")):  # rglob does not enter linked folders
-        if not (path.is_dir() and not path.is_symlink()) and not stat.S_ISREG(path.lstat().st_mode):
-            quarantine = quarantine or _new_quarantine(root, student, assignment)
-            # moves the link itself, flat, into a folder made for it: nothing is followed or replaced
-            name = path.relative_to(folder).as_posix()
-            os.rename(path, quarantine / name.replace("/", "__"))
-            refused.append(path)
-            _refused.setdefault((student, assignment), []).append(Finding(
-                "link", f"{name} is not a regular file (a link or a device): moved to {QUARANTINE}/",
-                student=f"{name} is a link or a special file: grading left it out."))
-    for path in map(Path, notebooks):
-        release = root / "release" / assignment / path.name
-        if path.absolute() in refused and release.is_file():
-            nbformat.write(nbformat.read(release, as_version=4), path)
-            _refused[(student, assignment)].append(Finding(
-                "link", f"{path.name} was a link: moved to {QUARANTINE}/, graded as the release",
-                student=f"{path.name} is a link, not a notebook: it was graded as the untouched release."))
-    limits = SubmissionLimits(config=load_config(root))
-    names = {path.name for path in (root / "release" / assignment).glob("*.ipynb")}  # counted first
-    left_out = limits.left_out(folder, names)
-    for name, _ in left_out:  # moved unread, like links
-        quarantine = quarantine or _new_quarantine(root, student, assignment)
-        os.rename(folder / name, quarantine / name.replace("/", "__"))
-        release = root / "release" / assignment / name
-        if name in names and release.is_file():
-            shutil.copyfile(release, folder / name)
-    if left_out:
-        _refused.setdefault((student, assignment), []).append(limits.finding(left_out, names))
-
-
-def _new_quarantine(root, student, assignment):
-    """A new, empty folder quarantine/<student>/<assignment>/<time-random>/, made without following links."""
-    folder = Path(root)
-    for part in (QUARANTINE, student, assignment):
-        folder = folder / part
-        folder.mkdir(exist_ok=True)
-        if folder.is_symlink() or not folder.is_dir():
-            raise RuntimeError(f"{folder} is not a folder of the grader's")
-    folder = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
-    folder.mkdir()
-    return folder

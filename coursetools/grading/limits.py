@@ -1,8 +1,7 @@
 """How much of a submission is graded: files within a size and a count, so that what students hand in (a
 data set, a 10 GB sparse file, thousands of files, a notebook of hundreds of MB of outputs) never reaches
 the grader's memory, the kernel or autograded/. Files are measured by their size as the file system gives
-it, without reading them; both grading paths apply the same limits (the pre-convert hook for `nbgrader
-autograde`, batch.make_jobs for `course grade`).
+it, without reading them; both grading paths apply them through coursetools.grading.intake.
 """
 
 import os
