@@ -153,12 +153,12 @@ class GradingKernelManager(AsyncKernelManager):
             self._work = Path(kwargs.get("cwd") or os.getcwd()).resolve()
             if self.forks:  # the spare runs already, in its sandbox; else a kernel is forked now
                 spare = take_spare(self._signature())
-                self._forked, self._from_spare = spare or self._fork(), spare is not None
+                self._forked, self._from_spare = spare or self._fork(self._work.name), spare is not None
                 self._sandbox = self._forked.sandbox
                 self.load_connection_info(self._forked.info)
                 self._connection_file_written = True
             else:
-                self._sandbox = self._claim()
+                self._sandbox = self._claim(self._work.name)
                 self.ip = str(self._sandbox.runtime / "kernel-ipc")
             self.transport = "ipc"
             self.connection_file = str(self._sandbox.connection_file)
@@ -171,7 +171,8 @@ class GradingKernelManager(AsyncKernelManager):
         self._deadline.daemon = True
         self._deadline.start()
         if self._forked and self.spare:
-            prepare_spare(self._signature(), self._fork, self.log)
+            name = self._work.name
+            prepare_spare(self._signature(), lambda: self._fork(name), self.log)
 
     start_kernel = _async_start_kernel
 
@@ -180,13 +181,13 @@ class GradingKernelManager(AsyncKernelManager):
                       cpu_seconds=int(self.notebook_timeout) + 60, file_size=self.file_size_limit,
                       tmp_size=self.tmp_size)
 
-    def _claim(self):
-        """A sandbox for the notebook's folder, with this manager's limits."""
-        return Sandbox.claim(self.first_uid, self.uid_count, self._work.name, self._limits())
+    def _claim(self, name):
+        """A sandbox for a notebook in a folder `name`, with this manager's limits."""
+        return Sandbox.claim(self.first_uid, self.uid_count, name, self._limits())
 
-    def _fork(self):
-        """A kernel forked from the kernel template into a new sandbox for the notebook's folder."""
-        return ForkedKernel(self._claim(), self.warm_modules)
+    def _fork(self, name):
+        """A kernel forked from the kernel template into a new sandbox for a notebook in a folder `name`."""
+        return ForkedKernel(self._claim(name), self.warm_modules)
 
     def _signature(self):
         """What a spare kernel must have been made with to serve the notebook's folder."""

@@ -76,7 +76,7 @@ class Limits:
     tmp_size: int  # bytes of each of its /tmp, /dev/shm and home (in memory)
 
     def rlimits(self):
-        """The rlimits of each of its processes, by prlimit's names (the kernel template's too)."""
+        """The rlimits of each of its processes, by prlimit's names (a forked kernel takes them too)."""
         return {**memory_rlimits(self.memory), "nproc": self.processes, "cpu": self.cpu_seconds,
                 "fsize": self.file_size, "core": 0}
 
