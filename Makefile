@@ -22,7 +22,7 @@ require = $(eval missing := $(shell PYTHON=$(PYTHON) sh scripts/require-system-p
 
 ifeq ($(filter lock,$(MAKECMDGOALS)),)
 ifneq ($(shell [ pyproject.toml -nt $(LOCK) ] && echo newer),)
-$(warning pyproject.toml is newer than $(LOCK): if its dependencies changed, run `make lock`)
+$(warning pyproject.toml is newer than $(LOCK): if its dependencies changed, run make lock)
 endif
 endif
 
