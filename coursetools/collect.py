@@ -29,7 +29,7 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.plugins import FileNameCollectorPlugin
 from sqlalchemy import delete, insert, select
 
-from coursetools.course import gradebook_url, load_config
+from coursetools.course import assignment_folder, gradebook_url, load_config
 from coursetools.findings import read_flags, save_flags
 from coursetools.grading.limits import SubmissionLimits
 from coursetools.lms import LMS_IDS, LMS_SUBMISSIONS, apply_due_dates, tables
@@ -67,8 +67,10 @@ class Outcome:
 
 def collect(root, assignment, zip_path):
     """File the notebooks of an LMS's download for `assignment`; return an Outcome."""
-    limits = SubmissionLimits(config=load_config(root))
-    expected = sorted(p.stem for p in (root / "release" / assignment).glob("*.ipynb"))
+    config = load_config(root)
+    coursedir = CourseDirectory(config=config, root=str(root))
+    limits = SubmissionLimits(config=config)
+    expected = sorted(p.stem for p in assignment_folder(coursedir, "release", assignment).glob("*.ipynb"))
     if not expected:
         raise SystemExit(f"no release of {assignment}: run `course build {assignment}` first")
     problems, notes = [], []
@@ -85,7 +87,7 @@ def collect(root, assignment, zip_path):
     for student, items in sorted(chosen.items()):
         notebook = _choose(items, expected, student, problems, notes)
         if notebook is not None:
-            placed[student] = (_place(root, assignment, student, notebook, notes), notebook[0])
+            placed[student] = (_place(coursedir, assignment, student, notebook, notes), notebook[0])
     _record(root, assignment, placed)
     _write_flags(root, assignment, problems)
     apply_due_dates(root)
@@ -208,12 +210,12 @@ def _choose(items, expected, student, problems, notes):
     return newest
 
 
-def _place(root, assignment, student, chosen, notes):
+def _place(coursedir, assignment, student, chosen, notes):
     """Write the chosen notebook and its timestamp.txt under submitted/; say what happened."""
     item, name = chosen
-    folder = root / "submitted" / student / assignment
+    folder = assignment_folder(coursedir, "submitted", assignment, student)
     target = folder / f"{name}.ipynb"
-    timestamp = CourseDirectory(config=load_config(root), root=str(root)).get_existing_timestamp(str(folder))
+    timestamp = coursedir.get_existing_timestamp(str(folder))
     if target.exists() and target.read_bytes() == item.data:
         return "unchanged"
     if target.exists() and timestamp and timestamp > item.time.replace(tzinfo=None):  # nbgrader's: UTC
