@@ -28,6 +28,7 @@ from queue import Empty
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import ensure_async
 from nbgrader.coursedir import CourseDirectory
 from traitlets import Bool, DottedObjectName, Float, Integer, List, Type, Unicode
 
@@ -63,25 +64,31 @@ class GradingKernelClient(AsyncKernelClient):
     (jupyter_client also waits for 0.2 s of silence on iopub, as long as a warm kernel takes to start)."""
 
     async def _async_wait_for_ready(self, timeout=None):
-        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
-        while True:
-            request = self.kernel_info()
-            with contextlib.suppress(Empty):
-                reply = await self.shell_channel.get_msg(timeout=1)
-                if reply["msg_type"] == "kernel_info_reply":
-                    # iopub is subscribed once it brings this request's idle status; else ask again
-                    # (messages come within milliseconds: a missed one is not waited for long)
-                    while True:
-                        message = await self.iopub_channel.get_msg(timeout=0.05)
-                        if message["parent_header"].get("msg_id") == request and is_idle(message):
-                            self._handle_kernel_info_reply(reply)
-                            return
-            if not await self._async_is_alive():
-                raise RuntimeError("Kernel died before replying to kernel_info")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+        self._handle_kernel_info_reply(await wait_until_ready(self, timeout, self._async_is_alive))
 
     wait_for_ready = _async_wait_for_ready
+
+
+async def wait_until_ready(client, timeout, alive):
+    """Ask kernel_info until the reply comes on shell and its idle status on iopub (so iopub is subscribed
+    and no later message is missed); return the reply. For the manager's asynchronous client and the
+    judge's blocking one alike: `alive()` says whether the kernel still runs (plain or awaitable)."""
+    deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
+    while True:
+        request = client.kernel_info()
+        with contextlib.suppress(Empty):
+            reply = await ensure_async(client.shell_channel.get_msg(timeout=1))
+            if reply["msg_type"] == "kernel_info_reply":
+                # iopub is subscribed once it brings this request's idle status; else ask again
+                # (messages come within milliseconds: a missed one is not waited for long)
+                while True:
+                    message = await ensure_async(client.iopub_channel.get_msg(timeout=0.05))
+                    if message["parent_header"].get("msg_id") == request and is_idle(message):
+                        return reply
+        if not await ensure_async(alive()):
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
 
 
 def is_idle(message):

@@ -14,8 +14,9 @@ from queue import Empty
 
 import zmq
 from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_core.utils import run_sync
 
-from coursetools.grading.kernel import is_idle
+from coursetools.grading.kernel import wait_until_ready
 from coursetools.student import wire
 
 
@@ -44,21 +45,10 @@ class Kernel:
         self._poller.register(self._stdin, zmq.POLLIN)
 
     def _wait_for_ready(self, timeout):
-        """Ready when the kernel has answered kernel_info on both channels (as GradingKernelClient; the
-        blocking client's wait_for_ready also waits for 0.2 s of silence)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            request = self.client.kernel_info()
-            try:
-                if self.client.get_shell_msg(timeout=1)["msg_type"] == "kernel_info_reply":
-                    while True:  # iopub is subscribed once it brings this request's idle status
-                        message = self.client.get_iopub_msg(timeout=0.05)
-                        if message["parent_header"].get("msg_id") == request and is_idle(message):
-                            return
-            except Empty:
-                if not self._alive():
-                    break
-        raise KernelGone("the kernel did not answer the judge")
+        try:
+            run_sync(wait_until_ready)(self.client, timeout, self._alive)
+        except RuntimeError:
+            raise KernelGone("the kernel did not answer the judge") from None
 
     def run(self, code):
         """Run `code` in the kernel; raise if it fails."""
