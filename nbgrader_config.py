@@ -38,7 +38,7 @@ c.CourseDirectory.course_id = "lesson24-deep-learning-fundamentals-1"
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.solution_directory = "solutions"
 
-# Student code is untrusted. Every grading kernel runs in a sandbox (coursetools/grading/kernel.py: no course
+# Student code is untrusted. Every grading kernel runs in a sandbox (coursetools/grading/sandbox.py: no course
 # files, no network, its own user, bounded memory, processes and CPU; needs bubblewrap). nbgrader's own
 # autograde steps, with three changes (coursetools/grading/autograde.py): a submission's links are moved
 # aside before nbgrader copies it; cells get the instructor's source and metadata back (a student's

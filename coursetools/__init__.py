@@ -7,8 +7,11 @@ a grade and never reaches it. In the order a grading run uses them:
 - lms, collect: the roster, hand-ins from Canvas or Moodle, due dates, late penalties, grades back
 - examples: example submissions built from the release and small answer files
 - grading.release: release notebooks whose hidden-test cells display nothing
-- grading.kernel, grading.limits: the sandbox and limits of every grading kernel, what a submission may hold
-- grading.judge: the test cells, run outside the student's kernel, with each student's own hidden inputs
+- grading.intake, grading.limits: one reading of a submission for both grading paths, what it may hold
+- grading.sandbox, grading.warm_kernels, grading.kernel: the sandbox of every grading kernel (bubblewrap,
+  uid, limits), kernels forked from a template that imported the libraries once, the kernel manager
+- grading.judge, grading.student_kernel, grading.references: the test cells, run outside the student's
+  kernel with each student's own hidden inputs; the judge's line to that kernel; reference results
 - grading.autograde: nbgrader preprocessors that make a grade rest on trusted code
 - student.checks, student.shim, student.wire: the tests' helpers (copied next to each notebook), and what
   answers the judge's calls in the kernel
