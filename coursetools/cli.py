@@ -167,7 +167,8 @@ def print_scores(root):
     print(format_table(score_table(gradebook_url(root))))
 
 
-def main(argv=None):
+def parser():
+    """The `course` command's parser (also read by the test that checks the documented commands)."""
     parser = argparse.ArgumentParser(prog="course", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     building = commands.add_parser("build", help="regenerate release/ and solutions/ from source/")
@@ -222,7 +223,11 @@ def main(argv=None):
     checking.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
     checking.add_argument("--timeout", type=int, default=TIMEOUT, metavar="SECONDS", help="seconds a cell "
                           f"may run (default: {TIMEOUT}, as when it is graded)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     put_environment_on_path()
     silence_known_warnings()
     if args.command == "check":  # a student's: no course directory needed
