@@ -48,10 +48,9 @@ from coursetools.course import (
     read_tree,
     write_tree,
 )
-from coursetools.findings import FLAGS_FILE, Finding, read_flags, save_flags  # noqa: F401 (also here)
-from coursetools.grading import intake, judge, kernel
+from coursetools.findings import Finding
+from coursetools.grading import intake, kernel, references
 from coursetools.grading.feedback import notice_page
-from coursetools.grading.intake import notebook_findings  # noqa: F401 (also here)
 from coursetools.grading.limits import SubmissionLimits
 from coursetools.messages import NOT_GRADED, failure_messages
 
@@ -373,7 +372,7 @@ def start_worker_server():
 
 
 # what a grading run tells its workers (the server that forks them may be older than this run)
-WORKER_VARIABLES = (kernel.NO_SANDBOX_VARIABLE, kernel.TEMPLATE_VARIABLE, judge.REFERENCES_VARIABLE)
+WORKER_VARIABLES = (kernel.NO_SANDBOX_VARIABLE, kernel.TEMPLATE_VARIABLE, references.REFERENCES_VARIABLE)
 
 
 def _shared_with_workers():
@@ -403,7 +402,7 @@ def grade_class(root, assignments, known, students=None, workers=None, scheduler
     # reference results computed once for the whole run, not once per worker
     memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     references = tempfile.mkdtemp(prefix="references-", dir=memory)
-    os.environ[judge.REFERENCES_VARIABLE] = references
+    os.environ[references.REFERENCES_VARIABLE] = references
     submissions, results = survey(root, assignments, known, students)
     jobs = make_jobs(root, submissions)  # made as workers free up
     workers = workers or os.cpu_count() or 1
@@ -414,7 +413,7 @@ def grade_class(root, assignments, known, students=None, workers=None, scheduler
         if template:
             stack.callback(template.stop)
         stack.callback(shutil.rmtree, references, ignore_errors=True)
-        stack.callback(os.environ.pop, judge.REFERENCES_VARIABLE, None)
+        stack.callback(os.environ.pop, references.REFERENCES_VARIABLE, None)
         task = progress.add_task("grading", total=len(submissions), failed=0)
         for result in run_jobs(jobs, workers, scheduler):
             record(root, result, config)

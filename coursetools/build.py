@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from coursetools import batch, report
+from coursetools import batch, findings, report
 from coursetools.course import assignments, export_grades, gradebook_url, nbgrader
 
 BUILD_FOLDER = ".build"  # beside release/ and solutions/: on the same file system, so a rename moves them
@@ -239,7 +239,7 @@ def grade_again(root, saved, workers):
     graded = sum(result.graded for result in results if result.assignment in saved)
     print(f"regrade: {graded} submission{'' if graded == 1 else 's'} graded again, {kept} hand-graded "
           f"score{'' if kept == 1 else 's'} kept, {redo} to grade again by hand"
-          + (f" (see {batch.FLAGS_FILE})" if redo else ""))
+          + (f" (see {findings.FLAGS_FILE})" if redo else ""))
 
 
 def restore(root, saved):
@@ -308,7 +308,7 @@ def dropped(work, changed):
 
 def add_flags(root, reasons):
     """Add reasons to grading_flags.csv ({(student, assignment): [reason]}), keeping every other row."""
-    rows = batch.read_flags(root)
+    rows = findings.read_flags(root)
     for key, lines in reasons.items():
         rows[key] = "; ".join(filter(None, [rows.get(key), *lines]))
-    batch.save_flags(root, rows)
+    findings.save_flags(root, rows)

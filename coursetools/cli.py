@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from coursetools import batch, collect, corpus, lms, report, similarity
+from coursetools import batch, collect, corpus, findings, lms, report, similarity
 from coursetools.build import build
 from coursetools.check import TIMEOUT, check_notebooks
 from coursetools.course import (
@@ -138,7 +138,7 @@ def collect_zip(root, args):
     for line in outcome.notes:
         print(f"  note: {line}")
     if outcome.problems:
-        print(f"{len(outcome.problems)} files not placed (also in {batch.FLAGS_FILE}):", file=sys.stderr)
+        print(f"{len(outcome.problems)} files not placed (also in {findings.FLAGS_FILE}):", file=sys.stderr)
         for _, detail in outcome.problems:
             print(f"  {detail}", file=sys.stderr)
     if outcome.problems or not states:

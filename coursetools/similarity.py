@@ -32,9 +32,8 @@ import numpy as np
 from copydetect import CodeFingerprint, compare_files
 from copydetect.utils import get_token_coverage, highlight_overlap
 from markupsafe import Markup, escape
-from nbgrader import utils
 
-from coursetools.course import grade_id, notebook_path
+from coursetools.course import grade_id, is_code_answer, notebook_path
 
 LOG = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -92,7 +91,7 @@ def answer_cells(notebook, release=None):
     stubs = {grade_id(cell): cell.source.strip() for cell in release.cells} if release is not None else {}
     return [
         cell.source.strip("\n") for cell in notebook.cells
-        if cell.cell_type == "code" and utils.is_solution(cell)
+        if is_code_answer(cell)
         and stubs.get(grade_id(cell)) != cell.source.strip()
     ]
 

@@ -40,9 +40,8 @@ from conftest import (
 from nbgrader.api import Gradebook
 
 from coursetools import findings
-from coursetools.course import gradebook_url, nbgrader, notebook_path
+from coursetools.course import gradebook_url, is_test_cell, nbgrader, notebook_path
 from coursetools.examples import submit
-from coursetools.grading.autograde import is_test_cell
 from coursetools.grading.kernel import GradingKernelManager
 
 pytestmark = CLASSES_GROUP  # see conftest.py

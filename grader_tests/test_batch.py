@@ -25,11 +25,12 @@ from nbgrader.api import Gradebook
 from sqlalchemy import text
 
 from coursetools import findings, messages
-from coursetools.batch import JOB_GRADEBOOK, NOT_GRADED, make_jobs
+from coursetools.batch import JOB_GRADEBOOK, make_jobs
 from coursetools.course import grade_id, gradebook_url, nbgrader, notebook_path, read_tree
 from coursetools.examples import submit
 from coursetools.grading import intake
 from coursetools.grading.limits import SubmissionLimits
+from coursetools.messages import NOT_GRADED
 
 pytestmark = CLASSES_GROUP  # see conftest.py
 

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from conftest import ASSIGNMENTS, ROOT
 
-from coursetools import batch, findings, report, scores
+from coursetools import batch, findings, messages, report, scores
 from coursetools.findings import Finding
+from coursetools.grading import intake
 from coursetools.grading.feedback import FeedbackForStudents, without_grader_paths
 from coursetools.grading.release import ClearHiddenTestsQuietly, published_sources
 
@@ -55,27 +56,27 @@ def test_pass_rates_count_only_the_tests_that_ran():
     """Two submissions could not be graded: they are counted apart, and the common failure is the real
     one of the graded students, not "not graded"."""
     rows = [("ann", 1.0, ""), ("bob", 1.0, ""), ("cy", 0.0, "AssertionError: relu(-1) should be 0"),
-            ("dan", 0.0, batch.NOT_GRADED), ("eve", 0.0, batch.NOT_GRADED)]
+            ("dan", 0.0, messages.NOT_GRADED), ("eve", 0.0, messages.NOT_GRADED)]
     grades = pd.DataFrame([("activations", student, "activations", "relu_values", "code", score, 1.0, False,
-                            message == batch.NOT_GRADED, message) for student, score, message in rows],
+                            message == messages.NOT_GRADED, message) for student, score, message in rows],
                           columns=[*scores.GRADE_COLUMNS, "message"])
     data = report.ClassData(grades, pd.DataFrame(), pd.DataFrame(), examples_only=False)
     row = report.question_table(data).iloc[0]
     assert (row["submissions"], row["passed"], row["not_graded"]) == (3, 2, 2)
     assert row["pass_rate"] == round(2 / 3, 3)
     assert row["failures"] == [("AssertionError: relu(-1) should be 0", 1)]
-    nobody = grades.assign(message=batch.NOT_GRADED, score=0.0)
+    nobody = grades.assign(message=messages.NOT_GRADED, score=0.0)
     row = report.question_table(report.ClassData(nobody, pd.DataFrame(), pd.DataFrame(), False)).iloc[0]
     assert (row["submissions"], row["not_graded"], row["failures"]) == (0, 5, [])
     assert np.isnan(row["pass_rate"])
 
 
 def test_a_renamed_or_broken_notebook_is_named_with_what_was_found():
-    renamed = batch.notebook_findings(["activations"], {"activations-Copy1.ipynb": b"{}"})
+    renamed = intake.notebook_findings(["activations"], {"activations-Copy1.ipynb": b"{}"})
     assert [f.kind for f in renamed] == ["missing-notebook"]
     assert "found activations-Copy1.ipynb; expected activations.ipynb" in renamed[0].detail
     assert "named activations.ipynb" in renamed[0].student
-    broken = batch.notebook_findings(["activations"], {"activations.ipynb": b"\xff not json"})
+    broken = intake.notebook_findings(["activations"], {"activations.ipynb": b"\xff not json"})
     assert [f.kind for f in broken] == ["unreadable-notebook"] and broken[0].student
 
 
@@ -138,10 +139,10 @@ def test_hidden_tests_come_back_quietly_whatever_form_a_student_received():
 def test_make_demo_without_bubblewrap_and_without_root_stops_at_once_with_the_command_to_run(tmp_path):
     """On a machine without bubblewrap, run by a user who cannot install it, the README's main command
     prints one line that gives the exact command to run, and does nothing else."""
-    for name in ("Makefile", "pyproject.toml", "scripts"):
+    for name in ("Makefile", "pyproject.toml", "requirements.lock", "requirements-test.lock", "scripts"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
     (tmp_path / ".venv").mkdir()
-    (tmp_path / ".venv" / "installed").touch()  # the environment is there, newer than pyproject.toml
+    (tmp_path / ".venv" / "installed").touch()  # the environment is there, newer than the locks
     tools = tmp_path / "bin"  # what the machine has: no bwrap
     tools.mkdir()
     for tool in ("sh", "apt-get"):
@@ -290,7 +291,7 @@ def test_values_and_index_of_other_lengths_are_refused_not_broadcast():
 def test_reference_results_are_remembered_for_the_same_code_and_inputs():
     import numpy as np
 
-    from coursetools.grading import judge
+    from coursetools.grading import references
 
     runs = []
 
@@ -299,10 +300,10 @@ def test_reference_results_are_remembered_for_the_same_code_and_inputs():
         return np.asarray(features) * scale
 
     for features in ([1, 2], [1, 2], [3]):
-        result = judge.remember(reference, (features,), {})
+        result = references.remember(reference, (features,), {})
         result[0] = -1  # a test that changes a result does not change what is remembered
     assert len(runs) == 2
-    assert list(judge.remember(reference, ([1, 2],), {})) == [1, 2] and len(runs) == 2
+    assert list(references.remember(reference, ([1, 2],), {})) == [1, 2] and len(runs) == 2
     from sklearn.neighbors import KNeighborsClassifier
 
     made = []
@@ -312,8 +313,8 @@ def test_reference_results_are_remembered_for_the_same_code_and_inputs():
         return model.get_params()["n_neighbors"]
 
     for _ in range(2):  # a new unfitted model of the same class and parameters: the same input
-        assert judge.remember(fitted, (KNeighborsClassifier(n_neighbors=3),), {}) == 3
-    assert judge.remember(fitted, (KNeighborsClassifier(n_neighbors=4),), {}) == 4
+        assert references.remember(fitted, (KNeighborsClassifier(n_neighbors=3),), {}) == 3
+    assert references.remember(fitted, (KNeighborsClassifier(n_neighbors=4),), {}) == 4
     assert len(made) == 2
 
 
@@ -321,23 +322,23 @@ def test_workers_of_a_grading_run_share_reference_results(tmp_path, monkeypatch)
     """What one worker computed, another reads from the run's folder instead of computing it again."""
     import numpy as np
 
-    from coursetools.grading import judge
+    from coursetools.grading import references
 
-    monkeypatch.setenv(judge.REFERENCES_VARIABLE, str(tmp_path))
+    monkeypatch.setenv(references.REFERENCES_VARIABLE, str(tmp_path))
     runs = []
 
     def reference(features):
         runs.append(1)
         return np.asarray(features) * 2.0
 
-    first = judge.remember(reference, ([1, 2, 7],), {})
+    first = references.remember(reference, ([1, 2, 7],), {})
     assert len(list(tmp_path.iterdir())) == 1
-    judge._references.clear()  # another worker: nothing in its memory
-    second = judge.remember(reference, ([1, 2, 7],), {})
+    references._references.clear()  # another worker: nothing in its memory
+    second = references.remember(reference, ([1, 2, 7],), {})
     assert len(runs) == 1 and np.array_equal(first, second) and second.dtype == np.float64
-    monkeypatch.delenv(judge.REFERENCES_VARIABLE)
-    judge._references.clear()  # without the folder, each process computes its own
-    judge.remember(reference, ([1, 2, 7],), {})
+    monkeypatch.delenv(references.REFERENCES_VARIABLE)
+    references._references.clear()  # without the folder, each process computes its own
+    references.remember(reference, ([1, 2, 7],), {})
     assert len(runs) == 2
 
 
@@ -434,11 +435,11 @@ def test_references_of_each_students_inputs_are_computed_per_student_and_the_sha
     reference on inputs that are the same for everyone still runs once for the class."""
     import numpy as np
 
-    from coursetools.grading import judge
+    from coursetools.grading import judge, references
     from coursetools.student import checks
 
-    monkeypatch.delenv(judge.REFERENCES_VARIABLE, raising=False)
-    judge._references.clear()
+    monkeypatch.delenv(references.REFERENCES_VARIABLE, raising=False)
+    references._references.clear()
     runs = []
 
     @checks.reference
@@ -446,10 +447,10 @@ def test_references_of_each_students_inputs_are_computed_per_student_and_the_sha
         runs.append(np.asarray(features).shape)
         return np.asarray(features) * 2.0
 
-    monkeypatch.setattr(checks, "remember", judge.remember)
+    monkeypatch.setattr(checks, "remember", references.remember)
     for student in ("ann", "bob", "cy"):
         monkeypatch.setattr(checks, "seed", judge.hidden_seed("course", "activations", student))
         reference(checks.inputs_rng(3).normal(size=(4, 2)))  # the student's own inputs
         reference(np.linspace(-1, 1, 5))  # the same for everyone
     assert runs.count((4, 2)) == 3 and runs.count((5,)) == 1
-    judge._references.clear()
+    references._references.clear()

@@ -40,10 +40,10 @@ import nbformat
 import numpy as np
 from nbgrader import utils
 
-from coursetools.course import grade_id
+from coursetools.course import grade_id, is_code_answer, is_instructor_code
 
 # the folder's variable and the memory are the judge's too, for batch.py and the tests
-from coursetools.grading.references import REFERENCES_VARIABLE, _references, remember  # noqa: F401
+from coursetools.grading.references import remember
 from coursetools.grading.student_kernel import Kernel, KernelGone, KernelObject, StudentFunction
 from coursetools.student import checks, shim, wire
 
@@ -71,8 +71,7 @@ class Judge:
         for cell in source_notebook.cells:
             if utils.is_grade(cell) or "inputs_rng(" in cell.source:  # a student's own inputs: never shared
                 break
-            instructors = cell.cell_type == "code" and grade_id(cell) and not utils.is_solution(cell)
-            if instructors and self.runs_here(cell):
+            if is_instructor_code(cell) and self.runs_here(cell):
                 self.prefix.append(grade_id(cell))
         self.timeout, self.max_bytes, self.transcript = timeout, max_bytes, transcript
         self.checks = _load_checks(checks_path)
@@ -383,7 +382,7 @@ def solution_names(notebook):
     """Names that the instructor's solution cells define at their top level."""
     names = []
     for cell in notebook.cells:
-        if cell.cell_type == "code" and utils.is_solution(cell):
+        if is_code_answer(cell):
             for node in ast.parse(cell.source).body:
                 if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                     names.append(node.name)
