@@ -401,8 +401,8 @@ def grade_class(root, assignments, known, students=None, workers=None, scheduler
         start_worker_server()  # its imports overlap with reading the class
     # reference results computed once for the whole run, not once per worker
     memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    references = tempfile.mkdtemp(prefix="references-", dir=memory)
-    os.environ[references.REFERENCES_VARIABLE] = references
+    shared_references = tempfile.mkdtemp(prefix="references-", dir=memory)
+    os.environ[references.REFERENCES_VARIABLE] = shared_references
     submissions, results = survey(root, assignments, known, students)
     jobs = make_jobs(root, submissions)  # made as workers free up
     workers = workers or os.cpu_count() or 1
@@ -412,7 +412,7 @@ def grade_class(root, assignments, known, students=None, workers=None, scheduler
     with Progress(*columns, disable=quiet) as progress, contextlib.ExitStack() as stack:
         if template:
             stack.callback(template.stop)
-        stack.callback(shutil.rmtree, references, ignore_errors=True)
+        stack.callback(shutil.rmtree, shared_references, ignore_errors=True)
         stack.callback(os.environ.pop, references.REFERENCES_VARIABLE, None)
         task = progress.add_task("grading", total=len(submissions), failed=0)
         for result in run_jobs(jobs, workers, scheduler):
