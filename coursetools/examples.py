@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from nbgrader import utils
 
-from coursetools.course import EXAMPLE_STUDENT_PREFIX, grade_id, is_code_answer, notebook_path
+from coursetools.course import EXAMPLE_STUDENT_PREFIX, grade_id, notebook_path
 
 _HEADER = re.compile(r"^# %% (?P<cell>[\w-]+)(?:\s*\|\s*fails:\s*(?P<fails>.*))?$")
 
@@ -65,7 +66,7 @@ def fill_answers(notebook, answers):
     cells = {grade_id(cell): cell for cell in notebook.cells}
     for answer in answers:
         cell = cells.get(answer.cell)
-        if cell is None or not is_code_answer(cell):
+        if cell is None or not utils.is_solution(cell):  # code or written
             raise KeyError(f"no answer cell {answer.cell!r} in the notebook")
         cell.source = answer.source
     return notebook
