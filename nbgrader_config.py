@@ -73,9 +73,6 @@ c.Execute.iopub_timeout = 15
 c.Execute.kernel_manager_class = "coursetools.grading.kernel.GradingKernelManager"
 # Seconds a whole notebook may run: then its kernel is killed and the submission flagged for a TA.
 c.GradingKernelManager.notebook_timeout = 600
-# Spare kernels (forked ahead while the notebook before runs) are off: a kernel taken from a spare sometimes
-# died while its notebook ran (seen in `course demo`); each kernel is forked from the template when asked for.
-c.GradingKernelManager.spare = False
 # Bytes of address space a kernel may use: beyond, the student's cell fails with a MemoryError.
 c.GradingKernelManager.memory_limit = 4 * 1024**3
 # What a submission may hold, its notebooks first: files beyond are left out unread (a notebook beyond is
