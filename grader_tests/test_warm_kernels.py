@@ -20,7 +20,7 @@ from traitlets.config import Config
 
 from coursetools.grading import warm_kernels
 from coursetools.grading.kernel import GradingKernelManager
-from coursetools.grading.sandbox import sandbox_disabled, sandbox_missing
+from coursetools.grading.sandbox import Limits, Sandbox, sandbox_disabled, sandbox_missing
 
 pytestmark = [pytest.mark.skipif(
     os.geteuid() != 0 or bool(sandbox_missing()) or sandbox_disabled(),
@@ -284,3 +284,34 @@ def test_a_kernel_that_ends_ends_its_sandbox_whatever_it_forked(tmp_path):
         return alive
 
     assert asyncio.run(scenario()) is False
+
+
+def test_a_forked_kernel_finds_its_connection_file_whole(tmp_path, monkeypatch):
+    """A forked kernel reads its connection file as soon as it is forked: the manager writes that file
+    once, before the fork, and never again while the kernel may be reading it."""
+    written = []
+    write = Sandbox.write_kernel_view
+    monkeypatch.setattr(Sandbox, "write_kernel_view",
+                        lambda self, info: (written.append(self), write(self, info)))
+
+    async def scenario():
+        manager, client = await start(tmp_path, spare=False)
+        printed = await run(client, "print(6 * 7)")
+        await stop(manager, client)
+        return printed
+
+    assert asyncio.run(scenario()).strip() == "42"
+    assert len(written) == 1
+
+
+def test_a_connection_file_is_replaced_whole(tmp_path):
+    """A reader of the kernel's connection file sees the old file or the new one, never a part of one."""
+    sandbox = Sandbox.claim(private_uids().start, len(private_uids()), "work", Limits(0, 64, 60, 1024, 1024))
+    try:
+        sandbox.write_kernel_view({"key": "old", "shell_port": 1})
+        with open(sandbox.runtime / "kernel.json") as reader:
+            sandbox.write_kernel_view({"key": "new" * 1000, "shell_port": 2})
+            assert json.loads(reader.read())["key"] == "old"
+        assert json.loads((sandbox.runtime / "kernel.json").read_text())["shell_port"] == 2
+    finally:
+        sandbox.release()

@@ -214,7 +214,7 @@ class GradingKernelManager(AsyncKernelManager):
 
     def write_connection_file(self, **kwargs):
         super().write_connection_file(**kwargs)
-        if self._sandbox:
+        if self._sandbox and not self._forked:  # a forked kernel has its view, and may be reading it now
             self._sandbox.write_kernel_view(self.get_connection_info())
 
     def format_kernel_cmd(self, extra_arguments=None):

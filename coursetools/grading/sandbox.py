@@ -192,9 +192,11 @@ class Sandbox:
         """The kernel's connection file: the same sockets as `info`, seen from inside the sandbox."""
         info = {**info, "ip": str(RUNTIME / "kernel-ipc")}
         info["key"] = info["key"].decode() if isinstance(info["key"], bytes) else info["key"]
-        inside = self.runtime / CONNECTION_NAME
-        inside.write_text(json.dumps(info))
-        self.give(inside)
+        # written whole, then renamed into place: a kernel never reads half a file
+        written = self.runtime / f".{CONNECTION_NAME}"
+        written.write_text(json.dumps(info))
+        self.give(written)
+        written.replace(self.runtime / CONNECTION_NAME)
 
     def _make_cgroups(self, memory, processes):
         """A command prefix that puts the sandbox into cgroups of its own (cgroup v1 memory and pids
