@@ -2,9 +2,12 @@
 plain notebook execution (the lower bound), `nbgrader autograde` as nbgrader ships it (tests in the
 student's kernel, no sandbox), `nbgrader autograde` with this course's configuration, and `course grade`
 at 1 and at N workers; at 1 worker also the old way (tests in the student's kernel) and without the
-sandbox. Then what a call through the judge costs beyond the student's function, each way's points, and
-how long a grading kernel takes from the request to ready with the libraries imported: as grading has
-it (a spare made while the notebook before ran), forked when asked for, and Python started anew.
+sandbox. Beside each way's seconds, its floor: the CPU seconds spent in the students' own cells and calls,
+measured in the kernels (recorded by the course's autograde in every autograded notebook; measured here
+around the student's code cells for plain execution, whose tests run in the kernel and are not counted).
+Then what a call through the judge costs beyond the student's function, each way's points, and how long
+a grading kernel takes from the request to ready with the libraries imported: as grading has it (a
+spare made while the notebook before ran), forked when asked for, and Python started anew.
 
 Run by hand:  .venv/bin/python benchmarks/batch_grading.py [--copies 2] [--workers 2]
 The class: every assignment, handed in by the example students (correct and with mistakes), `copies`
@@ -13,6 +16,7 @@ times each: 5 assignments x 2 examples x 2 copies = 20 submissions. Every kernel
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import measured
 import nbformat
+import psutil
 from nbclient import NotebookClient
 from nbgrader.api import Gradebook
 
@@ -33,6 +38,7 @@ from coursetools.course import (
     copy_course,
     find_root,
     gradebook_url,
+    is_student_code,
     load_config,
     nbgrader,
     notebook_path,
@@ -51,6 +57,8 @@ OLD_WAY = """
 from nbgrader.preprocessors import Execute
 c.Autograde.autograde_preprocessors = [Execute, *c.Autograde.autograde_preprocessors[1:]]
 """
+# course grade at 1 and at 2 workers / plain execution; every way at one worker / its floor
+TARGETS = {"ours-1": 0.5, "ours-n": 0.3, "floor": 1.5}
 CALL_LOG = re.compile(r": (\d+) calls to the student's kernel, ([\d.]+) s in all; beyond the student's "
                       r"functions a call cost median ([\d.]+) ms, worst ([\d.]+) ms, ([\d.]+) s in all")
 
@@ -79,12 +87,51 @@ def hand_out_checks(root, handed_in):
 
 
 def plain_execution(root, handed_in):
-    """Execute every submitted notebook with nbclient, one after another: no grading at all."""
+    """Execute every submitted notebook with nbclient, one after another: no grading at all. Return the
+    kernels' CPU seconds in the student's code cells (the test cells, which run in the kernel here and do
+    more than call the student's functions, are not counted)."""
+    student_cpu = 0.0
     for assignment, student in handed_in:
         folder = root / "submitted" / student / assignment
         notebook = nbformat.read(folder / f"{assignment}.ipynb", as_version=4)
-        NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=True,
-                       resources={"metadata": {"path": str(folder)}}).execute()
+        client = NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=True,
+                                resources={"metadata": {"path": str(folder)}})
+        before = {}
+
+        def cell_starts(cell, cell_index, client=client, before=before):
+            if is_student_code(cell):
+                before[cell_index] = kernel_cpu(client.km.provisioner.pid)
+
+        def cell_ended(cell, cell_index, execute_reply, client=client, before=before):
+            nonlocal student_cpu
+            if cell_index in before:
+                student_cpu += kernel_cpu(client.km.provisioner.pid) - before.pop(cell_index)
+
+        client.on_cell_execute, client.on_cell_executed = cell_starts, cell_ended
+        client.execute()
+    return student_cpu
+
+
+def kernel_cpu(pid):
+    """CPU seconds (user and system) of a kernel's process and its children so far."""
+    kernel = psutil.Process(pid)
+    times = kernel.cpu_times()
+    seconds = times.user + times.system + times.children_user + times.children_system
+    for child in kernel.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = child.cpu_times()
+            seconds += times.user + times.system
+    return seconds
+
+
+def recorded_student_cpu(root):
+    """The students' CPU seconds that the course's autograde recorded in the autograded notebooks of `root`
+    (its student's own cells and the calls of the tests to the student's functions); None when no notebook
+    has it (a way that does not grade with the course's autograde)."""
+    recorded = [nbformat.read(path, as_version=4).metadata.get("grading", {}).get("student_cpu_seconds")
+                for path in sorted(root.glob("autograded/*/*/*.ipynb"))]
+    recorded = [seconds for seconds in recorded if seconds is not None]
+    return sum(recorded) if recorded else None
 
 
 def points(root):
@@ -165,7 +212,7 @@ def main():
     }
     if args.only:
         ways = {name: way for name, way in ways.items() if name == "plain" or name in args.only}
-    results, log = {}, ""
+    results, floors, log = {}, {}, ""
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         roots = {name: Path(folder) / name for name in ways}
         for root in roots.values():
@@ -179,9 +226,13 @@ def main():
             with open(roots["old-1"] / "nbgrader_config.py", "a") as config:
                 config.write(OLD_WAY)
         print(f"{len(handed_in)} submissions, {os.cpu_count()} cores")
+
+        def run_plain():
+            floors["plain"] = plain_execution(roots["plain"], handed_in)
+
         for name, (label, options) in ways.items():
             if name == "plain":
-                action = lambda: plain_execution(roots["plain"], handed_in)  # noqa: E731
+                action = run_plain
             elif name in ("stock", "serial"):
                 def action(root=roots[name]):
                     nonlocal log
@@ -191,17 +242,34 @@ def main():
             results[name] = timed(label, action)
         # the machine's speed drifts during a run: plain execution again at the end, and the mean of the
         # two is what the ratios divide by
-        again = timed("plain nbclient execution, again", lambda: plain_execution(roots["plain"], handed_in))
+        first_floor = floors["plain"]
+        again = timed("plain nbclient execution, again", run_plain)
         results["plain"] = (results["plain"] + again) / 2
+        floors["plain"] = (first_floor + floors["plain"]) / 2
         scores = {name: points(roots[name]) for name in ways if name != "plain"}
+        floors.update({name: recorded_student_cpu(roots[name]) for name in ways if name != "plain"})
 
     n = len(handed_in)
     print("\nper submission:", ", ".join(f"{name} {seconds / n:.1f} s" for name, seconds in results.items()))
     plain = results["plain"]
     print(f"plain execution, mean of the first and the last: {plain:.1f} s")
-    for name in [name for name in results if name != "plain"]:
-        target = {"ours-1": "   (target: at most 0.80)", "ours-n": "   (target: at most 0.45 at 2 workers)"}
-        print(f"{ways[name][0]:<48} / plain execution: {results[name] / plain:6.2f}{target.get(name, '')}")
+    print("the floor: CPU seconds in the students' own cells and calls, measured in the kernels (plain "
+          "execution: the student's code cells only, its tests run in the kernel)")
+    print(f"\n{'':<48} {'seconds':>8} {'/ plain':>8} {'/ floor':>8} {'floor':>8}")
+    for name, seconds in results.items():
+        floor = floors.get(name)
+        print(f"{ways[name][0]:<48} {seconds:8.1f} {seconds / plain:8.2f} "
+              + (f"{seconds / floor:8.2f} {floor:8.1f}" if floor else f"{'-':>8} {'-':>8}"))
+    print(f"targets: course grade --workers 1 at most {TARGETS['ours-1']} x plain, at 2 workers at most "
+          f"{TARGETS['ours-n']} x plain; every way at one worker within {TARGETS['floor']} x its floor")
+    missing = [ways[name][0] for name in results if name != "ours-n" and not floors.get(name)]
+    if missing:
+        print(f"  no floor recorded (not graded by the course's autograde): {'; '.join(missing)}")
+    off = [f"{ways[name][0]} / plain {results[name] / plain:.2f}" for name in ("ours-1", "ours-n")
+           if name in results and results[name] / plain > TARGETS[name]]
+    off += [f"{ways[name][0]} / floor {results[name] / floors[name]:.2f}" for name in results
+            if name != "ours-n" and floors.get(name) and results[name] / floors[name] > TARGETS["floor"]]
+    print("  over target: " + ("; ".join(off) if off else "none"))
     if {"ours-1", "old-1"} <= results.keys():
         print(f"the judge at 1 worker / the old way at 1 worker:  {results['ours-1'] / results['old-1']:.2f}")
     if {"ours-1", "bare-1"} <= results.keys():
