@@ -23,8 +23,9 @@ from nbgrader.preprocessors import (
 )
 
 from coursetools.course import ONE_BLAS_THREAD, silence_known_warnings
-from coursetools.grading.autograde import JudgedExecute, RecordMessages, RestoreInstructorCells, refuse_links
+from coursetools.grading.autograde import JudgedExecute, RecordMessages, RestoreInstructorCells
 from coursetools.grading.feedback import FeedbackExporter, FeedbackForStudents
+from coursetools.grading.intake import refuse_links
 from coursetools.grading.release import ClearHiddenTestsQuietly
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)

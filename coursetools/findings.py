@@ -16,7 +16,8 @@ import csv
 from dataclasses import asdict, dataclass
 
 FLAGS_FILE = "grading_flags.csv"
-# nb.metadata["grading"]["findings"]: a list of Finding dicts; ["seed"]: the seed of the hidden inputs
+# nb.metadata["grading"]["findings"]: a list of Finding dicts; ["seed"]: the seed of the hidden inputs;
+# ["student_cpu_seconds"]: the CPU that the student's code used in the kernel
 METADATA_KEY = "grading"
 
 
@@ -48,6 +49,12 @@ def clear(nb):
 def set_seed(nb, seed):
     """Record the seed of the student's hidden inputs in the notebook (for the gradebook, with the grade)."""
     nb.metadata.setdefault(METADATA_KEY, {})["seed"] = str(seed)
+
+
+def set_student_cpu(nb, seconds):
+    """Record the CPU seconds that the student's own code used in the kernel (what grading cannot do
+    without: its floor, which benchmarks compare grading with)."""
+    nb.metadata.setdefault(METADATA_KEY, {})["student_cpu_seconds"] = round(seconds, 3)
 
 
 def seed(nb):

@@ -18,8 +18,8 @@ from conftest import (
 from nbconvert import HTMLExporter
 
 from coursetools import corpus
-from coursetools.course import EXAMPLE_STUDENT_PREFIX, notebook_path
-from coursetools.examples import example_students, read_answers
+from coursetools.course import EXAMPLE_STUDENT_PREFIX, nbgrader, notebook_path
+from coursetools.examples import example_students, read_answers, submit
 from coursetools.scores import format_table, score_table
 
 pytestmark = COURSE_GROUP  # see conftest.py
@@ -295,3 +295,23 @@ def test_a_mistake_reads_the_same_in_a_students_own_jupyter_and_in_the_graded_no
         compared += 1
         failed += sum(message is not None for message in graded.values())
     assert compared >= 4 and failed >= 10, (compared, failed)
+
+
+def test_the_floor_is_the_cpu_of_the_students_own_code(course):
+    """Each graded notebook records the CPU that the student's own code used in the kernel: the hidden-layer
+    notebook's set-up fits a network there, which is not the student's; a cell of the student's that
+    keeps the CPU busy for a second is."""
+    root = course.root
+    release = nbformat.read(notebook_path(root, "release", "hidden_layers"), as_version=4)
+    busy = "import time\nstarted = time.process_time()\nwhile time.process_time() - started < 1.0:\n    pass"
+    release.cells.append(nbformat.v4.new_code_cell(busy))
+    student = TEST_STUDENT_PREFIX + "busy"
+    submit(root, "hidden_layers", student, release)
+    nbgrader(root, "autograde", "hidden_layers", f"--student={student}", "--force")
+
+    def floor(student):
+        notebook = nbformat.read(notebook_path(root, "autograded", "hidden_layers", student), as_version=4)
+        return notebook.metadata["grading"]["student_cpu_seconds"]
+
+    assert floor("example-untouched") < 0.5
+    assert 0.9 <= floor(student) < 2.5

@@ -16,18 +16,16 @@ Here those outputs are written by trusted code only:
   in the gradebook when a finding needs a TA, and logs it;
 - RecordMessages keeps each test cell's failure message and the findings in the gradebook's database
   (coursetools.messages), where the class report reads them without opening notebooks;
-- refuse_links (nbgrader's pre-convert hook) moves what grading leaves out of a submission (links and
-  special files, files beyond the limits: coursetools.grading.intake) out of it before nbgrader copies it,
-  so nbgrader, running as root, never follows a link that a student made.
+- intake.refuse_links (nbgrader's pre-convert hook) moves what grading leaves out of a submission (links
+  and special files, files beyond the limits) out of it before nbgrader copies it, so nbgrader, running
+  as root, never follows a link that a student made.
 """
 
 import asyncio
-import os
 import re
 import resource
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import nbformat
 import threadpoolctl
@@ -45,17 +43,12 @@ from coursetools.course import (
     is_instructor_code,
     is_student_code,
     is_test_cell,
-    load_config,
     read_instructor_notebook,
-    read_tree,
 )
 from coursetools.findings import Finding
 from coursetools.grading import intake
 from coursetools.grading.judge import HIDDEN_FEEDBACK, Judge, hidden_seed
-from coursetools.grading.limits import SubmissionLimits
 from coursetools.grading.release import published_sources
-
-_refused = {}  # (student, assignment) -> [Finding] of what the pre-convert hook found
 
 # What a notebook of this course never needs, matched in the cells a student can edit: a note for TAs (an
 # attempt to read the course's files, reach the network or the grader, or bend the notebook's machinery).
@@ -114,7 +107,7 @@ class RestoreInstructorCells(OverwriteCells):
     def preprocess(self, nb, resources):
         findings.clear(nb)
         info = resources["nbgrader"]
-        self._found = list(_refused.pop((info["student"], info["assignment"]), []))
+        self._found = intake.refused(info["student"], info["assignment"])
         self._put_back_missing_tests(nb, info)
         nb, resources = super().preprocess(nb, resources)
         self._restore_metadata(nb, info)
@@ -247,6 +240,7 @@ class JudgedExecute(Execute):
                                for round_ in range(1, self.other_seeds + 1)])
         self._printed, self._cut, self._kernel = {}, set(), None
         self._judged = set()
+        self._student_cpu = 0.0
         self._judge_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
         stopped, self._running = "", None
         try:
@@ -299,11 +293,13 @@ class JudgedExecute(Execute):
                         f"{self._kernel.memory_limit / 2**30:g} GiB."))
         for finding in found:
             findings.add(nb, finding)
+        findings.set_student_cpu(nb, self._student_cpu)
         calls, overhead = self.judge.call_seconds, sorted(self.judge.overhead_seconds) or [0.0]
         self.log.info("%s/%s: %d calls to the student's kernel, %.2f s in all; beyond the student's "
-                      "functions a call cost median %.1f ms, worst %.1f ms, %.3f s in all",
-                      info["student"], info["assignment"], len(calls), sum(calls),
-                      1000 * overhead[len(overhead) // 2], 1000 * overhead[-1], sum(overhead))
+                      "functions a call cost median %.1f ms, worst %.1f ms, %.3f s in all; the student's "
+                      "code used %.2f s of CPU in the kernel", info["student"], info["assignment"],
+                      len(calls), sum(calls), 1000 * overhead[len(overhead) // 2], 1000 * overhead[-1],
+                      sum(overhead), self._student_cpu)
         reason = findings.reason(findings.read(nb))
         if reason:
             self._flag(resources, reason)
@@ -333,6 +329,17 @@ class JudgedExecute(Execute):
     start_new_kernel_client = run_sync(async_start_new_kernel_client)  # nbclient's sync name, bound anew
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        if not (is_student_code(cell) or is_test_cell(cell)):
+            return await self._execute_cell(cell, cell_index, execution_count, store_history)
+        # the floor of grading: the CPU that the student's own cells and functions use in the kernel (a
+        # test cell's only work there is the judge's calls to them)
+        cpu = self.km.cpu_seconds()
+        try:
+            return await self._execute_cell(cell, cell_index, execution_count, store_history)
+        finally:
+            self._student_cpu += max(0.0, self.km.cpu_seconds() - cpu)
+
+    async def _execute_cell(self, cell, cell_index, execution_count, store_history):
         started = time.perf_counter()
         self._running = cell_index
         if is_test_cell(cell):
@@ -411,34 +418,3 @@ def suspicious_code(nb):
 
 def _name(cell):
     return grade_id(cell) or f"cell {cell.get('id', '?')}"
-
-
-def refuse_links(assignment=None, student=None, notebooks=()):
-    """nbgrader's pre-convert hook: before nbgrader copies a submission, move what grading leaves out of
-    it (links, devices and other special files, the submission's folder itself included, and files beyond
-    the SubmissionLimits) to a new folder quarantine/<student>/<assignment>/<time>/; a notebook among
-    them is replaced by the untouched release, which scores zero (coursetools.grading.intake). If anything
-    goes wrong, the whole submission is moved there instead: nbgrader then finds nothing to copy (it
-    swallows a failing hook's exception). What it found is recorded by RestoreInstructorCells, which runs
-    next in the same process."""
-    if not notebooks:
-        return
-    # nbgrader passes the --student and assignment patterns ("*"); the submission's folder names them:
-    # <root>/submitted/<student>/<assignment>
-    folder = Path(notebooks[0]).absolute().parent
-    root, student, assignment = folder.parents[2], folder.parent.name, folder.name
-    try:
-        for path in (folder.parent, folder):
-            if path.is_symlink() or not path.is_dir():
-                os.rename(path, intake.new_quarantine(root, student, assignment) / path.name)
-                return  # nothing is left to grade: nbgrader reports the notebooks as missing
-        config = load_config(root)
-        coursedir = CourseDirectory(config=config, root=str(root))
-        release = assignment_folder(coursedir, "release", assignment)
-        releases = {path.name: path for path in release.glob("*.ipynb")}
-        course_files, _ = read_tree(assignment_folder(coursedir, "source", assignment), follow_links=True)
-        _refused[(student, assignment)] = intake.quarantine_submission(
-            folder, releases, SubmissionLimits(config=config), course_files, root, student, assignment)
-    except Exception:
-        os.rename(folder, intake.new_quarantine(root, student, assignment) / "submission")
-        raise

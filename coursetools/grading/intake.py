@@ -5,7 +5,7 @@ renamed or unreadable, its graded cells deleted, its own copies of the course's 
 A student's files are data. Links, devices and other special files are never followed nor read; files
 beyond the course's SubmissionLimits are left out unread; a notebook among either is graded as the
 untouched release (zero). `course grade` (batch.make_jobs) reads what is left into its job;
-`nbgrader autograde` (its pre-convert hook, autograde.refuse_links) moves what is left out to
+`nbgrader autograde` (its pre-convert hook, refuse_links) moves what is left out to
 quarantine/ before nbgrader, which runs as root and follows links, copies the submission. Each finding
 is worded here, once, for both.
 """
@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from nbgrader.coursedir import CourseDirectory
 
-from coursetools.course import grade_id, read_tree
+from coursetools.course import assignment_folder, grade_id, load_config, read_tree
 from coursetools.findings import Finding
 from coursetools.grading.limits import SubmissionLimits, printable
 
 QUARANTINE = "quarantine"  # beside submitted/: what `nbgrader autograde` left out of submissions
+_refused = {}  # (student, assignment) -> [Finding] of what the pre-convert hook found
 
 
 @dataclass
@@ -184,3 +186,39 @@ def cells_missing(names):
     listed = ", ".join(names[:5])
     return Finding("cells-missing", f"grade cells deleted or not run: {listed}",
                    student=f"These graded cells were missing from your notebook and score zero: {listed}.")
+
+
+def refuse_links(assignment=None, student=None, notebooks=()):
+    """nbgrader's pre-convert hook: before nbgrader copies a submission, move what grading leaves out of
+    it (links, devices and other special files, the submission's folder itself included, and files beyond
+    the SubmissionLimits) to a new folder quarantine/<student>/<assignment>/<time>/; a notebook among
+    them is replaced by the untouched release, which scores zero (coursetools.grading.intake). If anything
+    goes wrong, the whole submission is moved there instead: nbgrader then finds nothing to copy (it
+    swallows a failing hook's exception). What it found is recorded by RestoreInstructorCells, which runs
+    next in the same process."""
+    if not notebooks:
+        return
+    # nbgrader passes the --student and assignment patterns ("*"); the submission's folder names them:
+    # <root>/submitted/<student>/<assignment>
+    folder = Path(notebooks[0]).absolute().parent
+    root, student, assignment = folder.parents[2], folder.parent.name, folder.name
+    try:
+        for path in (folder.parent, folder):
+            if path.is_symlink() or not path.is_dir():
+                os.rename(path, new_quarantine(root, student, assignment) / path.name)
+                return  # nothing is left to grade: nbgrader reports the notebooks as missing
+        config = load_config(root)
+        coursedir = CourseDirectory(config=config, root=str(root))
+        release = assignment_folder(coursedir, "release", assignment)
+        releases = {path.name: path for path in release.glob("*.ipynb")}
+        course_files, _ = read_tree(assignment_folder(coursedir, "source", assignment), follow_links=True)
+        _refused[(student, assignment)] = quarantine_submission(
+            folder, releases, SubmissionLimits(config=config), course_files, root, student, assignment)
+    except Exception:
+        os.rename(folder, new_quarantine(root, student, assignment) / "submission")
+        raise
+
+
+def refused(student, assignment):
+    """What the pre-convert hook found in a submission (once: for the step that records it)."""
+    return list(_refused.pop((student, assignment), []))

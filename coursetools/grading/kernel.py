@@ -250,6 +250,12 @@ class GradingKernelManager(AsyncKernelManager):
 
     _launch_kernel = _async_launch_kernel
 
+    def cpu_seconds(self):
+        """CPU seconds used so far by the kernel and every process under it (and the children they
+        waited for), read from outside the kernel in /proc. (A forked kernel is not its sandbox's child.)"""
+        pid = self._forked.pid if self._forked else getattr(self.provisioner, "pid", None)
+        return sum(_process_cpu(process) for process in _process_tree(pid)) if pid else 0.0
+
     def _kill_for_time(self):
         pgid = getattr(self.provisioner, "pgid", None)
         if not pgid:
@@ -282,6 +288,27 @@ class GradingKernelManager(AsyncKernelManager):
         if self._sandbox and not restart:
             self._sandbox.release()
             self._sandbox = self._forked = None
+
+
+def _process_tree(pid):
+    """`pid` and every process under it."""
+    found, waiting = [], [pid]
+    while waiting:
+        process = waiting.pop()
+        found.append(process)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{process}/task").iterdir():
+                waiting += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _process_cpu(pid):
+    """User and system CPU seconds of a process and of its children that it waited for (0 if gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def start_shared_template(config):
