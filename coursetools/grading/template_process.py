@@ -103,7 +103,7 @@ def fork_kernel(request, namespaces, life):
             os.write(report_write, json.dumps({"pid": kernel}).encode())
         except BaseException:
             os.write(report_write, json.dumps({"error": traceback.format_exc(limit=2)}).encode())
-        os._exit(0)  # the kernel is left to the sandbox's init, which reaps it
+        os._exit(0)  # the kernel, orphaned, is reaped by the machine's init, not by the sandbox's
     os.close(report_write)
     for fd in (*namespaces, life):
         os.close(fd)
