@@ -27,7 +27,6 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import forkserver, get_context
 from pathlib import Path
 
 import nbformat
@@ -53,6 +52,7 @@ from coursetools.grading import intake, kernel, references
 from coursetools.grading.feedback import notice_page
 from coursetools.grading.limits import SubmissionLimits
 from coursetools.messages import NOT_GRADED, failure_messages
+from coursetools.workers import start_worker_server
 
 JOB_GRADEBOOK = "job_gradebook.db"  # in a worker's scratch course: the assignment's definition alone
 
@@ -331,7 +331,7 @@ def run_jobs(jobs, workers, scheduler=None):
         return
     # forkserver: the coordinator has threads (the progress bar), so forking it is unsafe; workers are
     # forked from a server process that imports the grading modules once for all of them
-    context = start_worker_server()
+    context = start_worker_server()  # running already when `course grade` started it
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
                              initargs=(_shared_with_workers(),)) as pool:
         running = {}
@@ -359,16 +359,6 @@ def _worker_failed(job, error):
     failed = Finding("worker-failed", f"the grading worker failed: {error!r}"[:300],
                      student="Your notebook could not be graded, so it scored zero: a TA will look at it.")
     return Result(job.assignment, job.student, {}, findings=[failed])
-
-
-def start_worker_server():
-    """Start the server process that forks the local workers (it imports the grading modules meanwhile);
-    return its multiprocessing context."""
-    context = get_context("forkserver")
-    context.set_forkserver_preload(["coursetools.batch"])
-    os.environ.update(ONE_BLAS_THREAD)  # before the server imports numpy
-    forkserver.ensure_running()
-    return context
 
 
 # what a grading run tells its workers (the server that forks them may be older than this run)

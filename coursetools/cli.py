@@ -3,29 +3,17 @@ scores; and for students, check a notebook against its visible tests."""
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
+# Only what every command needs is imported here: `course grade` starts its worker server before it
+# imports nbgrader, and each command imports what it alone needs (report, similarity, build...) when it
+# runs, so that no command pays seconds of imports for another's.
+from coursetools.workers import start_worker_server
 
-from coursetools import batch, collect, corpus, findings, lms, report, similarity
-from coursetools.build import build
-from coursetools.check import TIMEOUT, check_notebooks
-from coursetools.course import (
-    EXAMPLE_STUDENT_PREFIX,
-    assignments,
-    copy_course,
-    export_grades,
-    find_root,
-    gradebook_url,
-    put_environment_on_path,
-    silence_known_warnings,
-)
-from coursetools.examples import submit_examples
-from coursetools.grading import kernel
-from coursetools.scores import format_table, score_table
+TIMEOUT = 60  # coursetools.check.TIMEOUT, for the parser's help (a test checks that they agree)
+COURSE_FILE = "assignments.csv"  # coursetools.lms.COURSE_FILE, for the parser's help (idem)
 
 
 def forget_examples(root):
@@ -33,6 +21,12 @@ def forget_examples(root):
 
     A re-run then starts clean: no stale gradebook rows, no "skipping existing" submission.
     """
+    import shutil
+
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from coursetools.course import EXAMPLE_STUDENT_PREFIX, gradebook_url
+
     with Gradebook(gradebook_url(root)) as gradebook:
         for student in [s.id for s in gradebook.students if s.id.startswith(EXAMPLE_STUDENT_PREFIX)]:
             try:
@@ -46,6 +40,10 @@ def forget_examples(root):
 
 def demo(root):
     """The whole flow on the bundled example submissions: nbgrader's release, then `course grade`."""
+    from coursetools.build import build
+    from coursetools.course import EXAMPLE_STUDENT_PREFIX, assignments
+    from coursetools.examples import submit_examples
+
     require_sandbox()
     forget_examples(root)  # first: nbgrader refuses to change cells that submissions were graded on
     build(root)
@@ -61,6 +59,10 @@ def demo(root):
 def mutation_score(root, seeds=1):
     """Grade the answer corpus in a throw-away copy of the course and print the mutation score; every test
     that draws hidden inputs from the student's seed judges each answer under `seeds` seeds."""
+    from coursetools import batch, corpus
+    from coursetools.build import build
+    from coursetools.course import assignments, copy_course
+
     with tempfile.TemporaryDirectory(prefix="corpus-") as folder:
         copy = Path(folder)
         copy_course(root, copy, parts=("nbgrader_config.py", "source", str(corpus.CORPUS)))
@@ -81,6 +83,9 @@ def mutation_score(root, seeds=1):
 
 def grade(root, args):
     """Grade every submission of the chosen assignments in parallel; write grades.csv and the report."""
+    from coursetools.course import assignments
+    from coursetools.grading import kernel
+
     chosen = args.assignments or assignments(root)
     unknown = sorted(set(chosen) - set(assignments(root)))
     if unknown:
@@ -99,6 +104,9 @@ def grade(root, args):
 
 def grade_and_report(root, chosen, students=None, workers=None, scheduler=None, quiet=False):
     """Grade, export grades.csv, write the class report, say what needs a TA; return the flagged results."""
+    from coursetools import batch, lms
+    from coursetools.course import assignments, export_grades
+
     lms.apply_due_dates(root)  # before grading: the late penalty reads them
     results = batch.grade_class(root, chosen, assignments(root), students=students, workers=workers,
                                 scheduler=scheduler, quiet=quiet)
@@ -111,13 +119,15 @@ def grade_and_report(root, chosen, students=None, workers=None, scheduler=None, 
         print(f"  {result.student or 'submitted'} / {result.assignment}: {result.reason}")
     for assignment in chosen:  # pairs of alike answers, for the report's section
         if any((root / "submitted").glob(f"*/{assignment}/*.ipynb")):
-            print(f"similar answers: {similarity.write_report(root, assignment)}")
-    print(f"class report: {report.write_report(root)}")
+            print(f"similar answers: {write_similarity(root, assignment)}")
+    print(f"class report: {write_report(root)}")
     return flagged
 
 
 def roster(root, args):
     """Record the students of an LMS's roster CSV in the gradebook, with their LMS ids."""
+    from coursetools import lms
+
     try:
         layout, count, new = lms.import_roster(root, args.file)
     except lms.RosterError as error:
@@ -127,6 +137,9 @@ def roster(root, args):
 
 def collect_zip(root, args):
     """File the notebooks of an LMS's download under submitted/; exit 1 when a file could not be placed."""
+    from coursetools import collect, findings
+    from coursetools.course import assignments
+
     if args.assignment not in assignments(root):
         sys.exit(f"no such assignment: {args.assignment} (one of {', '.join(assignments(root))})")
     outcome = collect.collect(root, args.assignment, args.zipfile)
@@ -147,6 +160,8 @@ def collect_zip(root, args):
 
 def export_lms(root, args):
     """Write the gradebook's scores as the CSV that Canvas's or Moodle's gradebook imports."""
+    from coursetools import lms
+
     done = lms.export(root, args.to, args.file, allow_pending=args.allow_pending)
     print(f"{done.path}: {done.students} students for {args.to}")
     for what, lines in (("left blank (--allow-pending exports them)", done.held_back),
@@ -157,12 +172,17 @@ def export_lms(root, args):
 
 def require_sandbox():
     """Stop at once, with one line that says what to do, when grading kernels cannot be sandboxed."""
+    from coursetools.grading import kernel
+
     missing = kernel.sandbox_missing()
     if missing:
         sys.exit(missing)
 
 
 def print_scores(root):
+    from coursetools.course import gradebook_url
+    from coursetools.scores import format_table, score_table
+
     print()
     print(format_table(score_table(gradebook_url(root))))
 
@@ -209,7 +229,7 @@ def parser():
     collecting.add_argument("zipfile")
     exporting = commands.add_parser("export", help="write the scores as the CSV that the LMS's gradebook "
                                     "imports (Canvas assignment ids and Moodle grade items from "
-                                    f"{lms.COURSE_FILE})")
+                                    f"{COURSE_FILE})")
     exporting.add_argument("--to", choices=["canvas", "moodle"], required=True)
     exporting.add_argument("file", help="the CSV to write")
     exporting.add_argument("--allow-pending", action="store_true", help="also export submissions with "
@@ -226,24 +246,45 @@ def parser():
     return parser
 
 
+def write_similarity(root, assignment):
+    from coursetools import similarity
+
+    return similarity.write_report(root, assignment)
+
+
+def write_report(root):
+    from coursetools import report
+
+    return report.write_report(root)
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.command == "grade" and not args.dask_scheduler:
+        start_worker_server()  # first: its imports run beside this process's own
+    from coursetools.course import assignments, find_root, put_environment_on_path, silence_known_warnings
+
     put_environment_on_path()
     silence_known_warnings()
     if args.command == "check":  # a student's: no course directory needed
+        from coursetools.check import check_notebooks
+
         sys.exit(check_notebooks(args.notebooks, args.timeout))
     root = find_root()
     if args.command == "grade":
         grade(root, args)
         return
     if args.command == "build":
+        from coursetools import lms
+        from coursetools.build import build
+
         build(root, args.assignments or None, regrade=args.regrade)
         lms.apply_due_dates(root)
         return
     if args.command == "similarity":
         if args.assignment not in assignments(root):
             sys.exit(f"no such assignment: {args.assignment}")
-        print(similarity.write_report(root, args.assignment))
+        print(write_similarity(root, args.assignment))
         return
     if args.command == "mutation-score":
         mutation_score(root, max(args.seeds, 1))
@@ -251,5 +292,5 @@ def main(argv=None):
     if args.command in ("roster", "collect", "export"):
         {"roster": roster, "collect": collect_zip, "export": export_lms}[args.command](root, args)
         return
-    commands = {"demo": demo, "scores": print_scores, "report": lambda root: print(report.write_report(root))}
+    commands = {"demo": demo, "scores": print_scores, "report": lambda root: print(write_report(root))}
     commands[args.command](root)

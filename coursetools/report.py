@@ -13,29 +13,32 @@ submission, with written answers not yet graded shown as pending and flagged sub
 """
 
 import base64
-import io
+import itertools
+import math
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import matplotlib
+import jinja2
+import numpy as np
+import pandas as pd
+from nbgrader.api import Gradebook
 
-matplotlib.use("Agg")  # files only: no screen
-import jinja2  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from nbgrader.api import Gradebook  # noqa: E402
-
-from coursetools import findings, messages, similarity  # noqa: E402
-from coursetools.course import EXAMPLE_STUDENT_PREFIX, gradebook_url  # noqa: E402
-from coursetools.scores import grade_rows, score_table  # noqa: E402
+from coursetools import findings, messages, similarity
+from coursetools.course import EXAMPLE_STUDENT_PREFIX, gradebook_url
+from coursetools.scores import grade_rows, score_table
 
 LOWEST = 10  # students in "lowest scores"
 HEAT_MAP_STUDENTS = 60  # rows of the heat map: the lowest scorers
 TEMPLATES = Path(__file__).parent / "templates"
+# The plots are SVG written with templates (templates/*.svg.j2): a tenth of a second less than matplotlib's
+# PNG per report, and no plotting library to import. The heat map's colours are matplotlib's RdYlGn,
+# ColorBrewer's 11 colours with straight lines between them, from red (no points) to green (all).
+RED_YELLOW_GREEN = ["#a50026", "#d73027", "#f46d43", "#fdae61", "#fee08b", "#ffffbf", "#d9ef8b", "#a6d96a",
+                    "#66bd63", "#1a9850", "#006837"]
+NOT_HANDED_IN = "#eeeeee"
 
 
 @dataclass
@@ -118,54 +121,98 @@ def student_table(data, scores):
     return table.sort_values(["percent", "student"], ignore_index=True)
 
 
-def heat_map_png(data, students):
+def heat_map_svg(data, students):
     """Students (rows, lowest first) × test cells (columns, in notebook order): share of each cell's
-    points, as PNG bytes; blank where nothing was handed in."""
+    points, as SVG text; blank where nothing was handed in."""
     tests = data.grades[(data.grades["cell_type"] == "code") & data.grades["student"].isin(students)]
     cells = list(dict.fromkeys(zip(tests["assignment"], tests["cell"], strict=True)))
     cells.sort(key=lambda key: key[0])  # grouped by assignment, in notebook order within each
     shares = tests.assign(share=tests["score"] / tests["max_score"].where(tests["max_score"] > 0, 1))
     matrix = (shares.pivot_table(index="student", columns=["assignment", "cell"], values="share")
               .reindex(index=students, columns=pd.MultiIndex.from_tuples(cells)))
-    width = min(12.5, 2.5 + 0.16 * len(cells))
-    figure, axis = plt.subplots(figsize=(width, 1.6 + 0.17 * len(students)))
-    colours = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#eeeeee")
-    image = axis.imshow(np.ma.masked_invalid(matrix.to_numpy(dtype=float)), cmap=colours, vmin=0, vmax=1,
-                        aspect="auto", interpolation="nearest")
-    axis.set_yticks(range(len(students)), students, fontsize=7)
-    axis.set_xticks(range(len(cells)), [cell for _, cell in cells], rotation=90, fontsize=6)
-    for index in range(1, len(cells)):
-        if cells[index][0] != cells[index - 1][0]:
-            axis.axvline(index - 0.5, color="black", linewidth=1)
-    figure.colorbar(image, ax=axis, fraction=0.02, pad=0.01, label="share of the cell's points")
-    figure.tight_layout()
-    return _png(figure)
+    left = 12 + 5.5 * max(len(student) for student in students)
+    cell_width = max(6.0, min(16.0, (1080 - left) / max(len(cells), 1)))
+    cell_height = 14
+    grid_width, grid_height = cell_width * len(cells), cell_height * len(students)
+    rows = [{"student": student, "colours": [share_colour(share) for share in values]}
+            for student, values in zip(students, matrix.to_numpy(dtype=float), strict=True)]
+    bottom = 10 + 5 * max((len(cell) for _, cell in cells), default=0)
+    bar_height = max(grid_height, 140)  # the colour bar: as tall as the grid, and its label
+    page = _template("heat_map.svg.j2").render(
+        rows=rows, cells=[cell for _, cell in cells], left=left, top=8, cell_width=cell_width,
+        cell_height=cell_height, grid_width=grid_width, grid_height=grid_height,
+        separators=[left + index * cell_width for index in range(1, len(cells))
+                    if cells[index][0] != cells[index - 1][0]],
+        bar_x=left + grid_width + 12, bar_height=bar_height, width=round(left + grid_width + 70),
+        height=round(max(8 + grid_height + bottom, 18 + bar_height)),
+        gradient=[(index / 10, colour) for index, colour in enumerate(RED_YELLOW_GREEN)])
+    return _data(page)
 
 
-def distribution_png(scores):
-    """The distribution of automatic scores, one histogram per assignment, three to a row, as PNG bytes."""
+def share_colour(share):
+    """The heat map's colour of a share of a cell's points (0 to 1; NaN: not handed in)."""
+    if math.isnan(share):
+        return NOT_HANDED_IN
+    position = min(max(share, 0.0), 1.0) * (len(RED_YELLOW_GREEN) - 1)
+    index = min(int(position), len(RED_YELLOW_GREEN) - 2)
+    low, high = (_rgb(colour) for colour in RED_YELLOW_GREEN[index:index + 2])
+    mixed = (round(a + (b - a) * (position - index)) for a, b in zip(low, high, strict=True))
+    return "#" + "".join(f"{value:02x}" for value in mixed)
+
+
+def _rgb(colour):
+    return [int(colour[start:start + 2], 16) for start in (1, 3, 5)]
+
+
+PLOT_WIDTH, PLOT_HEIGHT = 290, 170  # one histogram's axes, in pixels
+
+
+def distribution_svg(scores):
+    """The distribution of automatic scores, one histogram per assignment, three to a row, as SVG text."""
     names = sorted(scores["assignment"].unique())
     columns = min(3, max(len(names), 1))
-    rows = -(-max(len(names), 1) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.9 * columns, 2.7 * rows), squeeze=False)
-    for axis in axes.flat[len(names):]:
-        axis.axis("off")
-    for axis, name in zip(axes.flat, names, strict=False):
+    panels = []
+    for number, name in enumerate(names):
         own = scores[scores["assignment"] == name]
         percent = 100 * own["auto"] / own["auto_max"].where(own["auto_max"] > 0, 1)
-        axis.hist(percent, bins=range(0, 105, 10), color="#4c72b0", edgecolor="white")
-        axis.set_title(f"{name} ({len(own)})", fontsize=9)
-        axis.set_xlabel("automatic score (%)", fontsize=8)
-        axis.set_ylabel("submissions", fontsize=8)
-    figure.tight_layout()
-    return _png(figure)
+        counts, _ = np.histogram(percent, bins=range(0, 105, 10))
+        step = nice_step(counts.max())
+        top = step * max(1, math.ceil(counts.max() / step))
+        bar_width = PLOT_WIDTH / len(counts)
+        panels.append({
+            "title": f"{name} ({len(own)})", "x": 60 + (number % columns) * (PLOT_WIDTH + 80),
+            "y": 30 + (number // columns) * (PLOT_HEIGHT + 80),
+            "bars": [{"x": index * bar_width, "width": bar_width, "height": PLOT_HEIGHT * count / top}
+                     for index, count in enumerate(counts) if count],
+            "y_ticks": [(PLOT_HEIGHT * (1 - value / top), value) for value in range(0, top + 1, step)],
+        })
+    rows = -(-max(len(names), 1) // columns)
+    page = _template("distribution.svg.j2").render(
+        panels=panels, plot_width=PLOT_WIDTH, plot_height=PLOT_HEIGHT,
+        x_ticks=[(PLOT_WIDTH * value / 100, value) for value in range(0, 101, 20)],
+        width=columns * (PLOT_WIDTH + 80) + 20, height=rows * (PLOT_HEIGHT + 80) + 10)
+    return _data(page)
 
 
-def _png(figure):
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return base64.b64encode(buffer.getvalue()).decode()
+def nice_step(most):
+    """A step of 1, 2 or 5 times a power of ten that gives at most 6 ticks up to `most`: 1, 2, 5, 10..."""
+    step, factors = 1.0, itertools.cycle((2, 2.5, 2))
+    while most / step > 5:
+        step *= next(factors)
+    return int(step)
+
+
+_ENVIRONMENT = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                                  trim_blocks=True, lstrip_blocks=True)
+
+
+def _template(name):
+    return _ENVIRONMENT.get_template(name)
+
+
+def _data(svg):
+    """An SVG as the report's <img> takes it (base64 of the text)."""
+    return base64.b64encode(svg.encode()).decode()
 
 
 def feedback_links(root):
@@ -209,15 +256,13 @@ def write_report(root):
     assignments = sorted(data.scores["assignment"].unique())
     submissions = {(row.student, row.assignment): row for row in data.scores.itertuples()}
     links = feedback_links(root)
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                                     trim_blocks=True, lstrip_blocks=True)
-    page = environment.get_template("class_report.html.j2").render(
+    page = _template("class_report.html.j2").render(
         generated=datetime.now().isoformat(timespec="seconds"),
         data=data, scores=scores, questions=questions, students=students, flagged=flagged,
         lowest=students.head(LOWEST), manual=manual, assignments=assignments, submissions=submissions,
         examples=data.scores[data.scores["example"]] if not data.examples_only else data.scores.iloc[0:0],
-        heat_map=heat_map_png(data, heat_students) if heat_students else "", heat_students=len(heat_students),
-        distribution=distribution_png(scores) if not scores.empty else "",
+        heat_map=heat_map_svg(data, heat_students) if heat_students else "", heat_students=len(heat_students),
+        distribution=distribution_svg(scores) if not scores.empty else "",
         links=lambda student, assignment: links.get((student, assignment), []),
         similar=similarity.summary(root, assignments),
         example_prefix=EXAMPLE_STUDENT_PREFIX,
