@@ -5,10 +5,12 @@ runs first and again at the end (the machine's speed drifts): the ratio divides 
 
 Run by hand:  .venv/bin/python benchmarks/distributed.py [--copies 2]
 The cluster listens on 127.0.0.1 only, on ports that the scheduler picks; its processes are started with
-this environment's Python, in the scratch course, and stopped at the end. From the scheduler's task
-stream it also prints where a worker's time goes: the seconds per job (the first job of each worker,
-which imports the grading modules and starts that worker's kernel template, apart), the time between
-jobs, and how large a job is (what the coordinator sends).
+this environment's Python, in the scratch course, and stopped at the end; grading starts once the workers
+are up and idle. The same cluster is then run again with its workers started with
+`--preload coursetools.distributed` (the grading modules imported and the kernel template started as the
+worker starts, not in its first job). From the scheduler's task stream it also prints where a worker's
+time goes: the seconds per job (the first job of each worker apart, beside the other jobs of the same
+assignment), the time between jobs, and how large a job is (what the coordinator sends).
 """
 
 import argparse
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 import measured
+import psutil
 from batch_grading import course_grade, make_class, points, timed
 
 from coursetools import batch
@@ -36,12 +39,18 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Pa
 
 WORKERS = 2
 TARGET = 1.1  # distributed / local, at most
+CLUSTERS = [  # name, the workers' --preload, label
+    ("dask", None, f"course grade --dask-scheduler ({WORKERS} dask workers)"),
+    ("dask-preloaded", "coursetools.distributed",
+     "the same, workers --preload coursetools.distributed"),
+]
 
 
 @contextlib.contextmanager
-def cluster(course, folder, workers=WORKERS):
-    """A Dask scheduler and `workers` worker processes (one thread each) on 127.0.0.1, run with this
-    environment's Python in `course`; yield the scheduler's address; stop them all at the end."""
+def cluster(course, folder, workers=WORKERS, preload=None):
+    """A Dask scheduler and `workers` worker processes (one thread each, with the module `preload` if
+    given) on 127.0.0.1, run with this environment's Python in `course`; yield the scheduler's address
+    once the workers are up and idle; stop them all at the end."""
     from dask.distributed import Client
 
     environment = {**os.environ, **ONE_BLAS_THREAD}
@@ -67,9 +76,11 @@ def cluster(course, folder, workers=WORKERS):
         for number in range(1, workers + 1):
             start(f"worker-{number}", "worker", address, "--nthreads", "1", "--nworkers", "1",
                   "--host", "127.0.0.1", "--no-dashboard", "--name", f"worker-{number}",
-                  "--local-directory", str(folder / f"worker-{number}"))
+                  "--local-directory", str(folder / f"worker-{number}"),
+                  *(["--preload", preload] if preload else []))
         with Client(address, timeout=120) as client:
             client.wait_for_workers(workers, timeout=180)
+        settle(processes)
         yield address
     finally:
         for process in reversed(processes):  # workers first, then the scheduler
@@ -81,6 +92,30 @@ def cluster(course, folder, workers=WORKERS):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, 9)  # its own session: the nanny's worker with it
                 process.wait()
+
+
+def settle(processes, timeout=120):
+    """Wait until `processes` and everything under them are idle (under a tenth of a core for half a
+    second): a cluster's workers are up before grading begins, and what they do as they start (a preload's
+    imports) is not grading's time."""
+    def cpu():
+        seconds = 0.0
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                tree = psutil.Process(process.pid)
+                for member in [tree, *tree.children(recursive=True)]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        times = member.cpu_times()
+                        seconds += times.user + times.system
+        return seconds
+
+    deadline, before = time.monotonic() + timeout, cpu()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = cpu()
+        if now - before < 0.05:
+            return
+        before = now
 
 
 def failing_loudly(action):
@@ -104,16 +139,28 @@ def task_stream(address):
     return client
 
 
-def worker_side(client, wall):
-    """Print where the workers' time went, from the scheduler's task stream."""
+def worker_side(client, wall, submissions):
+    """Print where the workers' time went, from the scheduler's task stream. `submissions`: the jobs'
+    (assignment, student) in the order they were sent, which is the order they start in."""
     tasks = [task for task in client.get_task_stream() if task["key"].startswith("grade_one")]
     if not tasks:
         print("the task stream recorded no grading job")
         return
-    by_worker = {}
+    by_worker, assignment = {}, {}
     for task in tasks:
         compute = next(part for part in task["startstops"] if part["action"] == "compute")
         by_worker.setdefault(task["worker"], []).append((compute["start"], compute["stop"], task))
+        task["seconds"] = compute["stop"] - compute["start"]
+    for task, (name, _) in zip(sorted(tasks, key=lambda task: task["startstops"][-1]["start"]), submissions,
+                               strict=False):
+        assignment[task["key"]] = name
+    firsts = []
+    for runs in by_worker.values():
+        task = min(runs, key=lambda run: run[0])[2]
+        alike = [other["seconds"] for other in tasks
+                 if other is not task and assignment.get(other["key"]) == assignment.get(task["key"])]
+        firsts.append(f"{task['seconds']:.1f} s ({assignment.get(task['key'])}: its other jobs median "
+                      f"{statistics.median(alike):.1f} s)" if alike else f"{task['seconds']:.1f} s")
     first, rest, gaps, other = [], [], [], {}
     for runs in by_worker.values():
         runs.sort(key=lambda run: run[0])
@@ -127,8 +174,9 @@ def worker_side(client, wall):
     busy = sum(first) + sum(rest)
     print(f"worker side: {len(tasks)} jobs on {len(by_worker)} workers, {busy:.1f} s computing in all "
           f"({busy / (len(by_worker) * wall):.0%} of the workers' time in the run)")
-    print(f"  first job of each worker: {', '.join(f'{seconds:.1f}' for seconds in first)} s; "
-          f"the others median {statistics.median(rest):.1f} s, worst {max(rest):.1f} s" if rest else "")
+    print(f"  first job of each worker: {'; '.join(firsts)}")
+    if rest:
+        print(f"  the other jobs: median {statistics.median(rest):.1f} s, worst {max(rest):.1f} s")
     if gaps:
         print(f"  between two jobs of a worker: median {statistics.median(gaps) * 1000:.0f} ms, "
               f"worst {max(gaps) * 1000:.0f} ms")
@@ -157,33 +205,39 @@ def main():
             root.mkdir()
             handed_in = make_class(root, args.copies)
         print(f"{len(handed_in)} submissions, {os.cpu_count()} cores, {WORKERS} workers either way")
-        local = failing_loudly(course_grade(roots["local"], "--workers", str(WORKERS)))
+        local, scores = failing_loudly(course_grade(roots["local"], "--workers", str(WORKERS))), {}
         first = timed(f"course grade --workers {WORKERS}", local)
-        (folder / "cluster").mkdir()
-        with cluster(roots["dask"], folder / "cluster") as address:
-            client = task_stream(address)
-            try:
-                distributed = timed(f"course grade --dask-scheduler ({WORKERS} dask workers)",
-                                    failing_loudly(course_grade(roots["dask"], "--dask-scheduler", address)))
-                worker_side(client, distributed)
-            finally:
-                client.close()
+        distributed, (order, _) = {}, batch.survey(roots["dask"], assignments(roots["dask"]),
+                                                   assignments(roots["dask"]))
+        for name, preload, label in CLUSTERS:
+            (folder / name).mkdir()
+            with cluster(roots["dask"], folder / name, preload=preload) as address:
+                client = task_stream(address)
+                try:
+                    distributed[name] = timed(label, failing_loudly(
+                        course_grade(roots["dask"], "--dask-scheduler", address)))
+                    worker_side(client, distributed[name], order)
+                finally:
+                    client.close()
+            shutil.rmtree(folder / name, ignore_errors=True)
+            scores[name] = points(roots["dask"])
         again = timed(f"course grade --workers {WORKERS}, again", local)
         job_sizes(roots["dask"])
-        scores = {name: points(root) for name, root in roots.items()}
-        shutil.rmtree(folder / "cluster", ignore_errors=True)
+        scores["local"] = points(roots["local"])
 
     local = (first + again) / 2
-    print(f"\nlocal pool, mean of the first and the last: {local:.1f} s; per submission "
-          f"{local / len(handed_in):.1f} s, distributed {distributed / len(handed_in):.1f} s")
-    print(f"distributed / local: {distributed / local:.2f}   (target: at most {TARGET})")
-    differ = sorted(key for key in scores["local"].keys() | scores["dask"].keys()
-                    if scores["local"].get(key) != scores["dask"].get(key))
-    print(f"points: local {sum(scores['local'].values()):.1f}, "
-          f"distributed {sum(scores['dask'].values()):.1f}; "
-          + (f"{len(differ)} submissions differ:" if differ else "the same for every submission"))
-    for key in differ:
-        print(f"  {key[1]} {key[0]}: local {scores['local'].get(key)}, distributed {scores['dask'].get(key)}")
+    print(f"\nlocal pool, mean of the first and the last: {local:.1f} s ({local / len(handed_in):.1f} s per "
+          "submission)")
+    for name, _, label in CLUSTERS:
+        print(f"{label:<56} / local: {distributed[name] / local:5.2f}" + (
+              f"   (target: at most {TARGET})" if name == "dask" else ""))
+    for name, _, _ in CLUSTERS:
+        differ = sorted(key for key in scores["local"].keys() | scores[name].keys()
+                        if scores["local"].get(key) != scores[name].get(key))
+        print(f"points, {name}: {sum(scores[name].values()):.1f}, local {sum(scores['local'].values()):.1f}; "
+              + (f"{len(differ)} submissions differ:" if differ else "the same for every submission"))
+        for key in differ:
+            print(f"  {key[1]} {key[0]}: local {scores['local'].get(key)}, on Dask {scores[name].get(key)}")
 
 
 if __name__ == "__main__":
