@@ -6,9 +6,9 @@ NbGraderAPI.autograde in a private scratch course by a worker process, locally o
 which also writes the student's feedback. Jobs and results are plain data (file contents), so workers
 need no access to the course directory; a job's gradebook holds the assignment's definition alone,
 never the class's grades, so its size does not grow with the class. The coordinator alone
-writes the gradebook: it stores each autograded notebook and records its grades with nbgrader's own
-SaveAutoGrades and AssignLatePenalties, one submission at a time, so the gradebook ends as a serial
-`nbgrader autograde` would leave it.
+writes the gradebook (coursetools.record): it stores each autograded notebook and records its grades with
+nbgrader's own SaveAutoGrades and AssignLatePenalties, a few submissions per transaction, so the gradebook
+ends as a serial `nbgrader autograde` would leave it.
 A submission that cannot be graded (broken notebook, missing or renamed notebook, deleted grade cells,
 time limit, dead kernel) gets zero automatic points in every cell that did not run, a comment and a flag
 for TAs, a line in grading_flags.csv and a feedback page that tells the student why; the others are
@@ -30,19 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
-from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
 from sqlalchemy import text
+from sqlalchemy.orm import scoped_session, sessionmaker
 
-from coursetools import findings, messages
+from coursetools import findings
 from coursetools.course import (
     EXAMPLE_STUDENT_PREFIX,
     ONE_BLAS_THREAD,
     assignment_folder,
-    grade_id,
     load_config,
     read_tree,
     write_tree,
@@ -51,7 +49,7 @@ from coursetools.findings import Finding
 from coursetools.grading import intake, kernel, references
 from coursetools.grading.feedback import notice_page
 from coursetools.grading.limits import SubmissionLimits
-from coursetools.messages import NOT_GRADED, failure_messages
+from coursetools.record import Recorder
 from coursetools.workers import start_worker_server
 
 JOB_GRADEBOOK = "job_gradebook.db"  # in a worker's scratch course: the assignment's definition alone
@@ -217,18 +215,20 @@ def grade_one(job):
         config.CourseDirectory.db_url = f"sqlite:///{scratch / JOB_GRADEBOOK}"
         config.RecordMessages.enabled = False  # record() keeps the messages, in the course's gradebook
         api = NbGraderAPI(config=config)
-        outcome = api.autograde(job.assignment, job.student, force=True, create=True)
+        with one_engine(config.CourseDirectory.db_url):
+            outcome = api.autograde(job.assignment, job.student, force=True, create=True)
         if not outcome["success"] and not unreadable:
             found.append(failure_finding(f"{outcome.get('error') or ''}\n{outcome.get('log') or ''}"))
         autograded_folder = assignment_folder(coursedir, "autograded", job.assignment, job.student)
         if outcome["success"]:
             # the autograded notebooks carry every finding, for the coordinator, TAs and the feedback
-            for path in autograded_folder.glob("*.ipynb"):
-                notebook = nbformat.read(path, as_version=4)
+            for path in autograded_folder.glob("*.ipynb"):  # nbgrader validated it as it wrote it
+                notebook = nbformat.reader.reads(path.read_text(encoding="utf-8"))
                 for finding in found:
                     findings.add(notebook, finding)
-                nbformat.write(notebook, path)
-            api.generate_feedback(job.assignment, job.student, force=True)
+                path.write_text(nbformat.v4.writes(notebook), encoding="utf-8")
+            with one_engine(config.CourseDirectory.db_url):
+                api.generate_feedback(job.assignment, job.student, force=True)
             autograded, _ = read_tree(autograded_folder)
         else:
             autograded = {}
@@ -237,6 +237,45 @@ def grade_one(job):
         if f"{name}.html" not in feedback:
             feedback[f"{name}.html"] = notice_page(job.assignment, f"{name}.ipynb", found).encode()
     return Result(job.assignment, job.student, autograded, feedback, found, time.perf_counter() - started)
+
+
+_engines = {}  # the db_url of a job's gradebook -> its engine (None until the first Gradebook opens it)
+_gradebook_init, _gradebook_close = Gradebook.__init__, Gradebook.close
+
+
+def _init_on_shared_engine(self, db_url, course_id="default_course", authenticator=None):
+    engine = _engines.get(db_url)
+    if engine is None:  # not a job's gradebook, or its first opening: nbgrader's own
+        _gradebook_init(self, db_url, course_id, authenticator)
+        if db_url in _engines:
+            _engines[db_url] = self.engine
+        return
+    self.engine = engine
+    self.db = scoped_session(sessionmaker(autoflush=True, bind=engine, future=True))
+    self.check_course(course_id=course_id)
+    self.course_id, self.authenticator = course_id, authenticator
+
+
+def _close_keeping_a_shared_engine(self):
+    if self.engine in tuple(_engines.values()):  # a copy: other threads of a Dask worker change it
+        self.db.remove()
+    else:
+        _gradebook_close(self)
+
+
+@contextlib.contextmanager
+def one_engine(db_url):
+    """Inside, every nbgrader Gradebook of `db_url` (a job's own gradebook) shares one database engine, and
+    the schema is checked once: nbgrader's autograde and feedback open a Gradebook for each step (a dozen
+    per job), and each made an engine, read the schema and created the missing tables anew."""
+    Gradebook.__init__, Gradebook.close = _init_on_shared_engine, _close_keeping_a_shared_engine
+    _engines[db_url] = None
+    try:
+        yield
+    finally:
+        engine = _engines.pop(db_url, None)
+        if engine is not None:
+            engine.dispose()
 
 
 def failure_finding(text):
@@ -250,63 +289,6 @@ def failure_finding(text):
     error = (errors[-1] if errors else "unknown error")[:200]
     return Finding("not-graded", f"nbgrader could not grade it: {error}",
                    student="Your notebook could not be graded, so it scored zero: a TA will look at it.")
-
-
-def record(root, result, config):
-    """Store one result in the course: the autograded files and feedback, and the grades in the gradebook.
-    Sets result.findings to every finding of the submission."""
-    coursedir = CourseDirectory(config=config, root=str(root))
-    for step, files in (("autograded", result.autograded), ("feedback", result.feedback)):
-        target = assignment_folder(coursedir, step, result.assignment, result.student)
-        if target.exists():
-            shutil.rmtree(target)
-        write_tree(target, files)
-    target = assignment_folder(coursedir, "autograded", result.assignment, result.student)
-    db_url = coursedir.db_url
-    with Gradebook(db_url, coursedir.course_id) as gradebook:
-        gradebook.update_or_create_student(result.student)
-        submitted = assignment_folder(coursedir, "submitted", result.assignment, result.student)
-        timestamp = coursedir.get_existing_timestamp(str(submitted))
-        if timestamp:
-            gradebook.update_or_create_submission(result.assignment, result.student, timestamp=timestamp)
-        else:
-            gradebook.update_or_create_submission(result.assignment, result.student)
-        notebooks = [nb.name for nb in gradebook.find_assignment(result.assignment).notebooks]
-    graded, found, failed, seeds = set(), list(result.findings), {}, {}
-    for name in notebooks:
-        path = target / f"{name}.ipynb"
-        if not path.exists():
-            continue
-        notebook = nbformat.read(path, as_version=4)
-        resources = {"nbgrader": {"notebook": name, "assignment": result.assignment,
-                                  "student": result.student, "db_url": db_url}}
-        SaveAutoGrades(config=config).preprocess(notebook, resources)
-        AssignLatePenalties(config=config).preprocess(notebook, resources)
-        graded |= {(name, grade_id(cell)) for cell in notebook.cells if utils.is_grade(cell)}
-        found += [finding for finding in findings.read(notebook) if finding not in found]
-        failed[name], seeds[name] = failure_messages(notebook), findings.seed(notebook)
-    with Gradebook(db_url, coursedir.course_id) as gradebook:
-        submission = gradebook.find_submission(result.assignment, result.student)
-        missing = [(nb.name, grade.name) for nb in submission.notebooks for grade in nb.grades
-                   if (nb.name, grade.name) not in graded]
-        if missing and not findings.reason(found):
-            found.append(intake.cells_missing([cell for _, cell in missing]))
-        reason = findings.reason(found)
-        for nb in submission.notebooks:
-            nb.flagged = bool(reason)
-            for grade in nb.grades:
-                if (nb.name, grade.name) in missing:
-                    grade.auto_score = 0.0  # never an old score, never points for a cell that did not run
-                    grade.needs_manual_grade = True
-            for comment in nb.comments:
-                if reason:
-                    comment.auto_comment = findings.TA_NOTE_PREFIX + reason  # formgrader; not in feedback
-            not_run = {grade.name: NOT_GRADED for grade in nb.grades if (nb.name, grade.name) in missing
-                       and grade.cell_type == "code"}
-            messages.save(gradebook.db, result.assignment, result.student, nb.name,
-                          {**not_run, **failed.get(nb.name, {})}, found, seeds.get(nb.name, ""))
-        gradebook.db.commit()
-    result.findings = found
 
 
 def run_jobs(jobs, workers, scheduler=None):
@@ -404,12 +386,15 @@ def grade_class(root, assignments, known, students=None, workers=None, scheduler
             stack.callback(template.stop)
         stack.callback(shutil.rmtree, shared_references, ignore_errors=True)
         stack.callback(os.environ.pop, references.REFERENCES_VARIABLE, None)
+        # the one writer of the gradebook; leaving the stack, however, writes the grades still waiting
+        recorder = stack.enter_context(Recorder(root, config))
         task = progress.add_task("grading", total=len(submissions), failed=0)
         for result in run_jobs(jobs, workers, scheduler):
-            record(root, result, config)
-            result.autograded, result.feedback = {}, {}  # written: the files need not stay in memory
-            failed += bool(result.reason)
             results.append(result)
+            written = recorder.add(result)
+            failed += sum(bool(result.reason) for result in written)
             progress.update(task, advance=1, failed=failed)
+        failed += sum(bool(result.reason) for result in recorder.flush())
+        progress.update(task, failed=failed)
     findings.update_flags(root, {(result.student, result.assignment): result.reason for result in results})
     return results
