@@ -117,7 +117,8 @@ def grade_and_report(root, chosen, students=None, workers=None, scheduler=None, 
           "attention")
     for result in flagged:
         print(f"  {result.student or 'submitted'} / {result.assignment}: {result.reason}")
-    for assignment in chosen:  # pairs of alike answers, for the report's section
+    regraded = {result.assignment for result in graded}  # the others' submissions did not change
+    for assignment in [name for name in chosen if name in regraded]:  # pairs of alike answers, for the report
         if any((root / "submitted").glob(f"*/{assignment}/*.ipynb")):
             print(f"similar answers: {write_similarity(root, assignment)}")
     print(f"class report: {write_report(root)}")

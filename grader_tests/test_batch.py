@@ -467,3 +467,33 @@ def test_both_grading_paths_take_the_same_files_and_say_the_same(tmp_path):
     kept = next((tmp_path / "quarantine" / "autograde" / "assignment").iterdir())
     assert sorted(path.name for path in kept.iterdir()) == ["a.ipynb", "b.ipynb", "big.bin", "data.csv",
                                                              "pipe"]
+
+
+def test_results_that_came_back_are_in_the_gradebook_when_the_run_is_stopped(graded, tmp_path, monkeypatch):
+    """Grades wait to be written with others (coursetools.record); a run stopped by Ctrl-C after two
+    results came back still writes both, with the points they had."""
+    from coursetools import batch
+    from coursetools.grading import kernel
+
+    course = tmp_path / "course"
+    shutil.copytree(graded[0], course, symlinks=True)
+    students = ["example-correct", "example-mistakes"]
+    before = {student: automatic_scores(course, student) for student in students}
+    results = []
+    with Gradebook(gradebook_url(course)) as gradebook:
+        for student in students:
+            gradebook.remove_submission("linear_network", student)
+            files = {kind: read_tree(course / kind / student / "linear_network")[0]
+                     for kind in ("autograded", "feedback")}
+            results.append(batch.Result("linear_network", student, files["autograded"], files["feedback"]))
+
+    def stopped_run(jobs, workers, scheduler=None):
+        yield from results
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "run_jobs", stopped_run)
+    monkeypatch.setattr(kernel, "start_shared_template", lambda config: None)
+    with pytest.raises(KeyboardInterrupt):
+        batch.grade_class(course, ASSIGNMENTS, ASSIGNMENTS, students="example-*", scheduler="none",
+                          quiet=True)
+    assert {student: automatic_scores(course, student) for student in students} == before
