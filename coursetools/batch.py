@@ -27,6 +27,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing import forkserver, get_context
 from pathlib import Path
 
 import nbformat
@@ -50,7 +51,6 @@ from coursetools.grading import intake, kernel, references
 from coursetools.grading.feedback import notice_page
 from coursetools.grading.limits import SubmissionLimits
 from coursetools.record import Recorder
-from coursetools.workers import start_worker_server
 
 JOB_GRADEBOOK = "job_gradebook.db"  # in a worker's scratch course: the assignment's definition alone
 
@@ -313,7 +313,7 @@ def run_jobs(jobs, workers, scheduler=None):
         return
     # forkserver: the coordinator has threads (the progress bar), so forking it is unsafe; workers are
     # forked from a server process that imports the grading modules once for all of them
-    context = start_worker_server()  # running already when `course grade` started it
+    context = start_worker_server()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
                              initargs=(_shared_with_workers(),)) as pool:
         running = {}
@@ -343,6 +343,16 @@ def _worker_failed(job, error):
     return Result(job.assignment, job.student, {}, findings=[failed])
 
 
+def start_worker_server():
+    """Start the server process that forks the local workers (it imports the grading modules meanwhile);
+    return its multiprocessing context. A worker asked for before the server's imports end waits for them."""
+    context = get_context("forkserver")
+    context.set_forkserver_preload(["coursetools.batch"])
+    os.environ.update(ONE_BLAS_THREAD)  # before the server imports numpy
+    forkserver.ensure_running()
+    return context
+
+
 # what a grading run tells its workers (the server that forks them may be older than this run)
 WORKER_VARIABLES = (kernel.NO_SANDBOX_VARIABLE, kernel.TEMPLATE_VARIABLE, references.REFERENCES_VARIABLE)
 
@@ -370,7 +380,9 @@ def grade_class(root, assignments, known, students=None, workers=None, scheduler
     # one kernel template for every worker of this machine, importing the libraries while the rest starts
     template = kernel.start_shared_template(config)
     if not scheduler:
-        start_worker_server()  # its imports overlap with reading the class
+        # after the template: on a busy machine its imports come first, they are the longest wait; the
+        # server's imports overlap with the template's and with reading the class
+        start_worker_server()
     # reference results computed once for the whole run, not once per worker
     memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     shared_references = tempfile.mkdtemp(prefix="references-", dir=memory)

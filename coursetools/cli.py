@@ -7,11 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Only what every command needs is imported here: `course grade` starts its worker server before it
-# imports nbgrader, and each command imports what it alone needs (report, similarity, build...) when it
-# runs, so that no command pays seconds of imports for another's.
-from coursetools.workers import start_worker_server
-
+# Each command imports what it alone needs (nbgrader, the report's and similarity's libraries, build...)
+# when it runs: no command pays seconds of imports for another's, and `course --help` answers at once.
 TIMEOUT = 60  # coursetools.check.TIMEOUT, for the parser's help (a test checks that they agree)
 COURSE_FILE = "assignments.csv"  # coursetools.lms.COURSE_FILE, for the parser's help (idem)
 
@@ -261,8 +258,6 @@ def write_report(root):
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    if args.command == "grade" and not args.dask_scheduler:
-        start_worker_server()  # first: its imports run beside this process's own
     from coursetools.course import assignments, find_root, put_environment_on_path, silence_known_warnings
 
     put_environment_on_path()
