@@ -1,6 +1,7 @@
 """The course directory: where it is, which assignments it holds, the kinds of cells of its notebooks, and
 nbgrader's commands run in it."""
 
+import ast
 import copy
 import hashlib
 import os
@@ -82,6 +83,31 @@ def is_student_code(cell):
 def is_instructor_code(cell):
     """A code cell whose source is the instructor's: a test or a read-only cell (setup, data, plots)."""
     return cell.cell_type == "code" and bool(grade_id(cell)) and not utils.is_solution(cell)
+
+
+def setup_cells(nb, instructor_cells):
+    """[(index, cell)] of the notebook's set-up cells: its first code cells, up to the first that is not a
+    read-only cell of the instructor's (with the instructor's source, plain Python, to be executed).
+    The same for every student: they run once, in the snapshot from which the kernels are forked."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        source = instructor_cells.get(grade_id(cell))
+        if (not is_instructor_code(cell) or is_test_cell(cell) or source is None
+                or source.source != cell.source or "skip-execution" in source.metadata.get("tags", [])
+                or not _plain_python(cell.source)):
+            break
+        found.append((index, cell))
+    return found
+
+
+def _plain_python(source):
+    try:
+        ast.parse(source)
+    except SyntaxError:  # magics, shell escapes: IPython's, which only a kernel runs
+        return False
+    return True
 
 
 def tests_by_answer(cells):

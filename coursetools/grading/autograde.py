@@ -44,11 +44,13 @@ from coursetools.course import (
     is_student_code,
     is_test_cell,
     read_instructor_notebook,
+    setup_cells,
 )
 from coursetools.findings import Finding
 from coursetools.grading import intake
-from coursetools.grading.judge import HIDDEN_FEEDBACK, Judge, hidden_seed
+from coursetools.grading.judge import HIDDEN_FEEDBACK, Judge, hidden_seed, snapshot_prelude
 from coursetools.grading.release import published_sources
+from coursetools.grading.warm_kernels import Setup
 
 # What a notebook of this course never needs, matched in the cells a student can edit: a note for TAs (an
 # attempt to read the course's files, reach the network or the grader, or bend the notebook's machinery).
@@ -241,6 +243,8 @@ class JudgedExecute(Execute):
         self._printed, self._cut, self._kernel = {}, set(), None
         self._judged = set()
         self._student_cpu = 0.0
+        self._setup = setup_cells(nb, self.judge.cells)
+        self._snapshotted = {}  # index -> outputs of a set-up cell that ran in the kernel's snapshot
         self._judge_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")
         stopped, self._running = "", None
         try:
@@ -316,11 +320,16 @@ class JudgedExecute(Execute):
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
         km.student_files_only = True  # the kernel gets no code file of the course: tests run in the judge
+        if self._setup:
+            km.setup = Setup.of([cell.source for _, cell in self._setup], snapshot_prelude())
         return km
 
     async def async_start_new_kernel_client(self):
         kc = await super().async_start_new_kernel_client()
         self._kernel = self.km
+        outputs = getattr(self.km, "setup_outputs", None)
+        if outputs is not None and len(outputs) == len(self._setup):
+            self._snapshotted = {index: found for (index, _), found in zip(self._setup, outputs, strict=True)}
         started = time.perf_counter()
         await self._in_judge(self.judge.connect, self.km)
         self.log.debug("judge: connected, %.2f s", time.perf_counter() - started)
@@ -347,7 +356,10 @@ class JudgedExecute(Execute):
             self._judged.add(cell_index)
             self.log.debug("judge: test cell %s, %.2f s", grade_id(cell), time.perf_counter() - started)
             return cell
-        cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        if cell_index in self._snapshotted:  # it ran once, for every kernel of the assignment
+            cell.outputs = [nbformat.from_dict(output) for output in self._snapshotted[cell_index]]
+        else:
+            cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         self.log.debug("kernel: cell %s, %.2f s", grade_id(cell) or cell_index, time.perf_counter() - started)
         if is_instructor_code(cell) and self.judge.runs_here(cell):
             started = time.perf_counter()

@@ -334,8 +334,21 @@ def _kind(value):
 
 
 def _bootstrap():
-    """The code that installs the shim in the kernel: its modules, built from their source, under the
-    names they import each other by (the kernel cannot import this package)."""
+    """The code that installs the shim in the kernel: its modules (student_modules), then the shim."""
+    return (student_modules() + "import sys as _sys\n_sys.modules['coursetools.student.shim'].install()\n"
+            "del _sys\n")
+
+
+def snapshot_prelude():
+    """What the snapshot of an assignment's set-up cells runs before them: the shim's modules, and
+    `checks` where the cells import it from (in a kernel, installing the shim puts it there)."""
+    return student_modules() + ("import sys as _sys\n_sys.modules['checks'] = "
+                                "_sys.modules['coursetools.student.checks']\ndel _sys\n")
+
+
+def student_modules():
+    """The code that builds the shim's modules (the course's test helpers `checks` among them), from
+    their source, under the names they import each other by (the kernel cannot import this package)."""
     modules = [(module.__name__, Path(module.__file__).read_text()) for module in STUDENT_SIDE]
     return (
         "import sys as _sys, types as _types\n"
@@ -347,7 +360,6 @@ def _bootstrap():
         "    setattr(_sys.modules['coursetools.student'], _name.rpartition('.')[2], _module)\n"
         "    exec(compile(_source, _name, 'exec'), _module.__dict__)\n"
         "_sys.modules['coursetools'].student = _sys.modules['coursetools.student']\n"
-        "_sys.modules['coursetools.student.shim'].install()\n"
         "del _sys, _types, _name, _source, _module\n"
     )
 

@@ -15,6 +15,9 @@ without bubblewrap): student code then runs with the grader's rights, and every 
 """
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -32,6 +35,7 @@ from jupyter_core.utils import ensure_async
 from nbgrader.coursedir import CourseDirectory
 from traitlets import Bool, DottedObjectName, Float, Integer, List, Type, Unicode
 
+from coursetools.course import read_tree
 from coursetools.findings import Finding
 from coursetools.grading.sandbox import (
     CONNECTION_NAME,
@@ -119,12 +123,17 @@ class GradingKernelManager(AsyncKernelManager):
                             "that the next notebook's kernel is ready at once.").tag(config=True)
     student_files_only = Bool(False, help="Give the kernel no code file of its folder, the instructor's "
                                           "included (set when the judge runs the tests outside the kernel).")
+    snapshot = Bool(True, help="Fork each kernel of an assignment from a snapshot in which the instructor's "
+                               "set-up cells (read-only, before the student's first cell) ran once, when the "
+                               "grading step names them (`setup`).").tag(config=True)
+    setup = None  # the assignment's set-up cells (warm_kernels.Setup), set by the grading step before start
 
     _sandbox = None  # the running kernel's sandbox (sandbox.Sandbox), when sandboxed
     _forked = None  # the kernel forked from the kernel template (warm_kernels.ForkedKernel), when forked
     _from_spare = False  # the forked kernel is the spare, made while the notebook before ran
     _work = None  # the notebook's folder, when sandboxed
     _deadline = None  # the timer of the notebook time limit
+    _setup_key = None  # the key of the set-up's snapshot, with the assignment's files
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -193,12 +202,44 @@ class GradingKernelManager(AsyncKernelManager):
         return Sandbox.claim(self.first_uid, self.uid_count, name, self._limits())
 
     def _fork(self, name):
-        """A kernel forked from the kernel template into a new sandbox for a notebook in a folder `name`."""
-        return ForkedKernel(self._claim(name), self.warm_modules)
+        """A kernel forked from the kernel template into a new sandbox for a notebook in a folder `name`
+        (from the snapshot of the set-up cells, where there is one)."""
+        setup, instructor = self._snapshot_setup(), self.instructor_folder(self._work)
+
+        def setup_sandbox():  # the assignment's own files, no notebook: those the cells run beside
+            sandbox = self._claim(name)
+            sandbox.fill(instructor, instructor, instructor_code=not self.student_files_only, notebooks=False)
+            return sandbox
+
+        return ForkedKernel(self._claim(name), self.warm_modules, setup, setup_sandbox)
+
+    def _snapshot_setup(self):
+        """The set-up to fork from, its key made to name the assignment's files too; None for none (not
+        asked for, or a folder outside the course)."""
+        if not (self.setup and self.snapshot and self._work):
+            return None
+        if self._setup_key is None:
+            instructor = self.instructor_folder(self._work)
+            if instructor is None:
+                return None
+            files, _ = read_tree(instructor, follow_links=True)
+            named = sorted((name, hashlib.sha256(data).hexdigest()) for name, data in files.items()
+                           if not name.endswith(".ipynb"))
+            self._setup_key = hashlib.sha256(json.dumps(
+                [self.setup.key, named, self.student_files_only]).encode()).hexdigest()
+        return dataclasses.replace(self.setup, key=self._setup_key)
+
+    @property
+    def setup_outputs(self):
+        """What each set-up cell printed, when the kernel was forked from their snapshot (else None: the
+        kernel runs them)."""
+        return self._forked.outputs if self._forked else None
 
     def _signature(self):
         """What a spare kernel must have been made with to serve the notebook's folder."""
-        return self._work.name, self._limits(), self.first_uid, self.uid_count, tuple(self.warm_modules)
+        setup = self._snapshot_setup()
+        return (self._work.name, self._limits(), self.first_uid, self.uid_count, tuple(self.warm_modules),
+                setup.key if setup else None, self.student_files_only)
 
     def _fill(self, sandbox):
         """Give the sandbox its copy of the notebook's folder; report the code files left out."""

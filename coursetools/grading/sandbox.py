@@ -156,11 +156,11 @@ class Sandbox:
         if os.geteuid() == 0:
             os.chown(path, self.uid, self.uid, follow_symlinks=False)
 
-    def fill(self, work, instructor=None, instructor_code=True):
+    def fill(self, work, instructor=None, instructor_code=True, notebooks=True):
         """Make the sandbox's read-only copy (work/) of `work`, the notebook's folder: of its code files,
         only the course's own are kept (none without `instructor_code`): those with the bytes of the
         `instructor` folder of its assignment, and a checks.py with the bytes of the course's; the others
-        are the student's, left out."""
+        are the student's, left out. Without `notebooks`, no notebook either."""
         # a student's code files could replace modules the notebook imports (numpy.py): only the
         # instructor's (nbgrader copies source/<assignment>/ into autograded/<student>/<assignment>/)
         # a student's links, devices and the like are left out, never followed; the instructor's own
@@ -169,7 +169,8 @@ class Sandbox:
         theirs = {name for name, data in files.items() if Path(name).suffix in CODE_SUFFIXES
                   and not _course_code(name, data, instructor)}
         kept = {name: data for name, data in files.items()
-                if Path(name).suffix not in CODE_SUFFIXES or (instructor_code and name not in theirs)}
+                if (Path(name).suffix not in CODE_SUFFIXES or (instructor_code and name not in theirs))
+                and (notebooks or Path(name).suffix != ".ipynb")}
         self.left_out = sorted(theirs)
         copy = self.folder / "work"
         write_tree(copy, kept, mode=0o644)  # readable by the kernel's user

@@ -4,12 +4,15 @@ As root, a kernel is not started but forked: the kernel template (KernelTemplate
 template_process.py), a process that has imported the libraries once, joins each new sandbox's namespaces
 and forks the kernel into it, which takes the sandbox's user id, limits and environment and gives up every
 capability (ForkedKernel). While a notebook runs, the next kernel is forked into a sandbox of its own (the
-spare), ready when asked for.
+spare), ready when asked for. A kernel of an assignment whose set-up cells the grading step names (Setup)
+is forked from their snapshot instead, made on first use (template_process.py).
 """
 
 import atexit
 import contextlib
+import hashlib
 import json
+import logging
 import multiprocessing.util
 import os
 import select
@@ -22,6 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from jupyter_client.connect import write_connection_file
@@ -117,39 +121,71 @@ class _TemplateConnection:
             return cls._current
 
     @classmethod
-    def fork_kernel(cls, modules, request, init, life):
-        """Fork a kernel into the sandbox whose init process is `init`; return the kernel's process id. A
-        template that ended is replaced (the connection to it broke before the request went)."""
+    def ask_template(cls, modules, request, init, life):
+        """Send `request` with the namespaces of the sandbox whose init process is `init` and its life
+        line; return the answer. A template that ended is replaced (the connection to it broke before the
+        request went)."""
         try:
-            return cls.get(modules).fork(request, init, life)
+            return cls.get(modules).ask(request, init, life)
         except OSError:
-            return cls.get(modules).fork(request, init, life)
+            return cls.get(modules).ask(request, init, life)
 
-    def fork(self, request, init, life):
+    def ask(self, request, init, life):
         namespaces = [os.open(f"/proc/{init}/ns/{name}", os.O_RDONLY) for name in NAMESPACES]
         try:
             with self._asking:
                 socket.send_fds(self.channel, [json.dumps(request).encode()], [*namespaces, life])
-                answer = json.loads(self.channel.recv(65536) or b'{"error": "the kernel template ended"}')
+                answer = json.loads(self.channel.recv(1 << 20) or b'{"error": "the kernel template ended"}')
         except OSError:
             self.broken = True
             raise
         finally:
             for fd in namespaces:
                 os.close(fd)
-        if "pid" not in answer:
-            self.broken = "ended" in str(answer.get("error"))
-            raise RuntimeError(f"the kernel template could not start a kernel: {answer.get('error')}")
-        return answer["pid"]
+        if "error" in answer:
+            if answer.get("missing"):
+                raise SnapshotMissing(answer["error"])
+            self.broken = answer["error"] == "the kernel template ended"
+            raise RuntimeError(f"the kernel template could not do it: {answer['error']}")
+        return answer
+
+
+class SnapshotMissing(RuntimeError):
+    """The template holds no snapshot of that key (not made yet, or ended)."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The instructor's set-up cells of an assignment: its read-only cells before the first cell of the
+    student's, the same for every student. Run once in a snapshot (template_process.py), from which the
+    assignment's kernels are forked. `key` names the cells, the course's test helpers (`prelude`, which
+    they import) and the assignment's files they run beside."""
+
+    key: str
+    cells: tuple
+    prelude: str
+
+    @classmethod
+    def of(cls, cells, prelude):
+        cells = tuple(cells)  # the manager adds the assignment's files to the key
+        return cls(hashlib.sha256(json.dumps([cells, prelude]).encode()).hexdigest(), cells, prelude)
+
+
+_failed_setups = set()  # keys of set-ups whose snapshot could not be made here: their cells run in kernels
 
 
 class ForkedKernel:
     """A kernel forked from the kernel template into `sandbox`, which is launched for it and runs
     FORKED_PLACEHOLDER beside it (`process`, ending with the kernel); its connection is `info`. The sandbox
-    is released if the kernel cannot be made."""
+    is released if the kernel cannot be made.
 
-    def __init__(self, sandbox, modules):
-        self.sandbox = sandbox
+    With a `setup` (and `setup_sandbox`, which makes a sandbox that holds the assignment's own files), the
+    kernel is forked from the set-up's snapshot, made first if need be; `outputs` is then what each
+    set-up cell printed (None for a kernel that must run them itself)."""
+
+    def __init__(self, sandbox, modules, setup=None, setup_sandbox=None):
+        self.sandbox, self.outputs = sandbox, None
+        self._setup, self._setup_sandbox = setup, setup_sandbox
         try:
             manager_view = {"transport": "ipc", "ip": str(sandbox.runtime / "kernel-ipc"),
                             "key": str(uuid.uuid4()).encode(), "signature_scheme": "hmac-sha256"}
@@ -163,33 +199,21 @@ class ForkedKernel:
             raise
 
     def _launch(self):
-        """Launch the sandbox; return it, the end of the pipe on which it says it is ready, and the other
-        end of its life line."""
-        life_read, life = os.pipe()
-        ready_read, ready = os.pipe()
-        try:
-            process = subprocess.Popen(self.sandbox.command(FORKED_PLACEHOLDER), stdin=life_read,
-                                       stdout=ready, stderr=subprocess.DEVNULL, start_new_session=True)
-        except BaseException:
-            os.close(ready_read)
-            os.close(life)
-            raise
-        finally:
-            os.close(life_read)
-            os.close(ready)
-        return process, ready_read, life
+        return _launch(self.sandbox)
 
     def _fork(self, ready_read, life, modules):
         """Fork the kernel from the template into the sandbox once it is ready; return the kernel's pid.
         Closes both ends; kills the sandbox if anything fails."""
         try:
             _wait_until_ready(ready_read, 30, self.process)
-            pid = self.process.pid
-            init = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+            init = _init_of(self.process)
             request = {"uid": self.sandbox.uid, "cwd": str(self.sandbox.notebook),
                        "limits": self.sandbox.limits.rlimits(), "environment": kernel_environment(),
                        "connection_file": str(RUNTIME / CONNECTION_NAME)}
-            kernel = _TemplateConnection.fork_kernel(modules, request, init, life)
+            answer = self._from_snapshot(modules, request, init, life) if self._setup else None
+            if answer is None:
+                answer = _TemplateConnection.ask_template(modules, request, init, life)
+            kernel, self.outputs = answer["pid"], answer.get("outputs")
             self.sandbox.join_cgroups(kernel)
             _end_with(self.process, kernel)
             return kernel
@@ -200,11 +224,74 @@ class ForkedKernel:
             os.close(ready_read)
             os.close(life)
 
+    def _from_snapshot(self, modules, request, init, life):
+        """The template's answer to a request for a kernel forked from the set-up's snapshot (made first
+        if the template has none), or None where no snapshot can be made (the kernel runs the cells)."""
+        request = {**request, "snapshot": self._setup.key}
+        for _ in range(2):
+            if self._setup.key in _failed_setups:
+                return None
+            try:
+                return _TemplateConnection.ask_template(modules, request, init, life)
+            except SnapshotMissing:
+                try:
+                    _make_snapshot(self._setup, self._setup_sandbox(), modules)
+                except Exception as error:
+                    _failed_setups.add(self._setup.key)
+                    logging.getLogger(__name__).warning(
+                        "the set-up cells run in every kernel: no snapshot of them (%s)", error)
+        return None
+
     def discard(self):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self.sandbox.release()
+
+
+def _make_snapshot(setup, sandbox, modules):
+    """Have the template make the snapshot of `setup`, its cells running beside the assignment's files in
+    `sandbox` (released when the snapshot is made: the snapshot keeps what it needs in memory)."""
+    process = None
+    try:
+        process, ready_read, life = _launch(sandbox)
+        try:
+            _wait_until_ready(ready_read, 30, process)
+            request = {"make_snapshot": setup.key, "prelude": setup.prelude, "cells": list(setup.cells),
+                       "cwd": str(sandbox.notebook), "environment": kernel_environment()}
+            _TemplateConnection.ask_template(modules, request, _init_of(process), life)
+        finally:
+            os.close(ready_read)
+            os.close(life)
+    finally:
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        sandbox.release()
+
+
+def _launch(sandbox):
+    """Launch `sandbox` running FORKED_PLACEHOLDER; return its process, the end of the pipe on which it
+    says it is ready, and the other end of its life line."""
+    life_read, life = os.pipe()
+    ready_read, ready = os.pipe()
+    try:
+        process = subprocess.Popen(sandbox.command(FORKED_PLACEHOLDER), stdin=life_read,
+                                   stdout=ready, stderr=subprocess.DEVNULL, start_new_session=True)
+    except BaseException:
+        os.close(ready_read)
+        os.close(life)
+        raise
+    finally:
+        os.close(life_read)
+        os.close(ready)
+    return process, ready_read, life
+
+
+def _init_of(process):
+    """The process id of the init process of a sandbox launched as `process` (bwrap's child)."""
+    return int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0])
 
 
 def _wait_until_ready(fd, timeout, process):
