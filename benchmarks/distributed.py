@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import pickle
-import shutil
 import statistics
 import subprocess
 import sys
@@ -210,8 +209,9 @@ def main():
         distributed, (order, _) = {}, batch.survey(roots["dask"], assignments(roots["dask"]),
                                                    assignments(roots["dask"]))
         for name, preload, label in CLUSTERS:
-            (folder / name).mkdir()
-            with cluster(roots["dask"], folder / name, preload=preload) as address:
+            logs = folder / f"cluster-{name}"  # the scheduler's address file and the processes' logs
+            logs.mkdir()
+            with cluster(roots["dask"], logs, preload=preload) as address:
                 client = task_stream(address)
                 try:
                     distributed[name] = timed(label, failing_loudly(
@@ -219,7 +219,6 @@ def main():
                     worker_side(client, distributed[name], order)
                 finally:
                     client.close()
-            shutil.rmtree(folder / name, ignore_errors=True)
             scores[name] = points(roots["dask"])
         again = timed(f"course grade --workers {WORKERS}, again", local)
         job_sizes(roots["dask"])
