@@ -8,13 +8,17 @@ import html
 import re
 import shutil
 
+import bs4
+import nbconvert.exporters.html
 import nbformat
 import pytest
 from conftest import ASSIGNMENTS, COURSE_GROUP, ROOT, TEST_STUDENT_PREFIX
 from nbgrader.api import Gradebook
+from nbgrader.converters import GenerateFeedback
 
 from coursetools.course import EXAMPLE_STUDENT_PREFIX, gradebook_url, nbgrader, notebook_path
 from coursetools.examples import example_students
+from coursetools.grading import feedback
 from coursetools.grading.feedback import FeedbackForStudents, docstring_line, graded_cell_name
 
 pytestmark = COURSE_GROUP  # see conftest.py
@@ -110,6 +114,34 @@ def test_a_cell_without_docstring_and_a_written_answer_get_their_grade_id():
     assert graded_cell_name(test) == "t1"
     assert graded_cell_name(written) == "Written answer (why_question)"
     assert graded_cell_name(code) == "Coding free-response (free)"
+
+
+def test_images_carry_alt_text_without_a_second_pass_over_the_page(monkeypatch):
+    """nbconvert's HTMLExporter parses each page again (BeautifulSoup) to add the alt text of images; the
+    feedback template writes it itself, and keeps the alt text a notebook gives."""
+    def parsed_again(*args, **kwargs):
+        raise AssertionError("the feedback page was parsed again")
+
+    monkeypatch.setattr(bs4, "BeautifulSoup", parsed_again)
+    monkeypatch.setattr(nbconvert.exporters.html, "BeautifulSoup", parsed_again)
+    monkeypatch.setattr(nbconvert.exporters.HTMLExporter, "from_notebook_node", parsed_again)
+    image = "iVBORw0KGgo="
+    plots = nbformat.v4.new_code_cell("plot()", outputs=[
+        nbformat.v4.new_output("display_data", {"image/png": image}),
+        nbformat.v4.new_output("display_data", {"image/png": image},
+                               metadata={"image/png": {"alt": "a curve"}}),
+        nbformat.v4.new_output("display_data", {"image/jpeg": image}),
+        nbformat.v4.new_output("display_data", {"image/svg+xml": "<svg></svg>"}),
+    ])
+    resources = {"nbgrader": {"notebook": "plots", "score": 0, "max_score": 0, "late_penalty": 0}}
+    # configured as nbgrader's generate_feedback configures it
+    exporter = feedback.FeedbackExporter(config=GenerateFeedback().config)
+    page, _ = exporter.from_notebook_node(nbformat.v4.new_notebook(cells=[plots]), resources)
+    images = re.findall(r"<img\b[^>]*>", page)
+    assert len(images) == 4
+    assert [re.search(r'alt="([^"]*)"', image)[1] for image in images] == [
+        "No description has been provided for this image", "a curve",
+        "No description has been provided for this image", "No description has been provided for this image"]
 
 
 # --- pages written by `course grade` (the main command graded the example students)

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import jinja2
 import nbformat
-from nbconvert.exporters import HTMLExporter
+from nbconvert.exporters import HTMLExporter, TemplateExporter
+from nbconvert.filters.highlight import Highlight2HTML
+from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from nbgrader import utils
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
@@ -85,6 +87,21 @@ class FeedbackExporter(HTMLExporter):
         environment = super()._create_environment()
         environment.bytecode_cache = _COMPILED
         return environment
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        """HTMLExporter's rendering without its second pass, which parses the whole page again with
+        BeautifulSoup (0.2-0.3 s a page) to give images alt text: feedback.html.j2 writes it itself. The
+        pass's tabindex goes on JupyterLab's cells, which the classic page that nbgrader's template
+        extends has not. The filters are those HTMLExporter.from_notebook_node registers."""
+        language = nb.metadata.get("language_info", {})
+        lexer = language.get("pygments_lexer", language.get("name"))
+        highlight_code = self.filters.get("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self))
+        resources = self._init_resources(resources)
+        filter_data_type = WidgetsDataTypeFilter(notebook_metadata=self._nb_metadata, parent=self,
+                                                 resources=resources)
+        self.register_filter("highlight_code", highlight_code)
+        self.register_filter("filter_data_type", filter_data_type)
+        return TemplateExporter.from_notebook_node(self, nb, resources, **kw)
 
 
 class FeedbackForStudents(ClearHiddenTests):
