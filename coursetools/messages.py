@@ -1,13 +1,13 @@
 """What grading said of every graded notebook, kept in the gradebook's own database beside nbgrader's tables:
 the failure message of each test cell that failed, and the findings (coursetools.findings).
 
-They are written when the notebook is graded (by RecordMessages in `nbgrader autograde`, by batch.record in
-`course grade`) and read by the class report with two queries, so that a report of thousands of students
-opens no notebook. The tables are ours, not nbgrader's: nbgrader and its migrations leave them alone, and
-they live wherever CourseDirectory.db_url points (SQLite or PostgreSQL).
+They are written when the notebook is graded (by RecordMessages in `nbgrader autograde`; in `course grade`
+by record.Recorder, or record.record for one result) and read by the class report with two queries, so
+that a report of thousands of students opens no notebook. The tables are ours, not nbgrader's: nbgrader
+and its migrations leave them alone, and they live wherever CourseDirectory.db_url points (SQLite or
+PostgreSQL).
 """
 
-import pandas as pd
 from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, Text, delete, insert, select
 
 from coursetools.course import grade_id, is_test_cell
@@ -76,6 +76,8 @@ def save(session, assignment, student, notebook, cell_messages, notebook_finding
 def read(session):
     """(failure messages, findings) of every graded notebook, as DataFrames of FAILURE_COLUMNS and
     FINDING_COLUMNS."""
+    import pandas as pd  # here: only the report reads them, the notebooks' grading only writes them
+
     _metadata.create_all(session.connection(), checkfirst=True)  # in the session's transaction
     messages = session.execute(select(*[FAILURES.c[name] for name in FAILURE_COLUMNS])).all()
     recorded = session.execute(select(*[FINDINGS.c[name] for name in FINDING_COLUMNS])

@@ -1,6 +1,8 @@
-"""Scores read from nbgrader's gradebook: every grade in one query, then a row per student and assignment."""
+"""Scores read from nbgrader's gradebook: every grade in one query, then a row per student and assignment.
 
-import pandas as pd
+pandas is imported by the functions that make the tables: `course grade` imports this module (for the
+LMS's late penalties) long before, if ever, it needs a table."""
+
 from nbgrader.api import (
     Assignment,
     BaseCell,
@@ -22,6 +24,8 @@ def grade_rows(db_url):
     """One row per grade of every submission (GRADE_COLUMNS): code cells are graded automatically,
     markdown cells (written answers) by hand. A score is nbgrader's: the manual score where a TA gave one,
     else the automatic one, plus extra credit."""
+    import pandas as pd
+
     with Gradebook(db_url) as gradebook:
         rows = (
             gradebook.db.query(Assignment.name, SubmittedAssignment.student_id, Notebook.name, BaseCell.name,
@@ -47,6 +51,8 @@ def score_table(db_url, students=None, grades=None):
     manual_pending says so); needs_manual_grade is nbgrader's (a written answer to grade, or a test cell
     that a TA must look at); flagged: grading found something a TA must see.
     """
+    import pandas as pd
+
     grades = grade_rows(db_url) if grades is None else grades
     if students is not None:
         grades = grades[grades["student"].isin(students)]
@@ -70,6 +76,8 @@ def score_table(db_url, students=None, grades=None):
 
 def format_table(table):
     """The score table as text for the terminal."""
+    import pandas as pd
+
     if table.empty:
         return "(no submissions in the gradebook)"
     shown = pd.DataFrame({

@@ -29,8 +29,6 @@ from pathlib import Path
 import jinja2
 import nbformat
 import numpy as np
-from copydetect import CodeFingerprint, compare_files
-from copydetect.utils import get_token_coverage, highlight_overlap
 from markupsafe import Markup, escape
 
 from coursetools.course import grade_id, is_code_answer, notebook_path
@@ -139,6 +137,10 @@ def release_code(release):
 
 def boilerplate_hashes(release):
     """The fingerprints of every k-gram of each code cell of the released notebook."""
+    # copydetect is imported where it is used: it imports matplotlib.pyplot (1.3 s), which the class
+    # report's `summary` and a run that compares nothing need not
+    from copydetect import CodeFingerprint
+
     prints = (CodeFingerprint("release.py", NOISE, 1, fp=io.StringIO(code), language="python")
               for code in release_code(release))
     return {int(hash_) for print_ in prints for hash_ in print_.hashes}
@@ -147,6 +149,9 @@ def boilerplate_hashes(release):
 def fingerprint(cells, boilerplate=frozenset()):
     """The fingerprint of a student's answer cells (a list of code, or one code), without the
     fingerprints in `boilerplate`."""
+    from copydetect import CodeFingerprint
+    from copydetect.utils import get_token_coverage
+
     cells = [cells] if isinstance(cells, str) else cells
     hash_idx, filtered, where, code_start = {}, "", [], 0
     for code in cells:
@@ -208,6 +213,8 @@ def shared_tokens(prints):
 def marked(cells, print_, slices):
     """The answer code of `cells` HTML-escaped, the shared parts (`slices` of the tokenized code) in
     <span class="shared">."""
+    from copydetect.utils import highlight_overlap
+
     code, slices = SEPARATOR.join(cells), print_.code_slices(slices)
     if not slices.size:
         return escape(code)
@@ -219,6 +226,8 @@ def compare(root, assignment, threshold=THRESHOLD, min_overlap=MIN_OVERLAP):
     """The pairs of students whose answers to `assignment` are alike: each answer shares at least
     `threshold` of its tokens with the other, and at least `min_overlap` tokens. A `Pairs` list of `Pair`,
     most similar first."""
+    from copydetect import compare_files
+
     root = Path(root)
     release = nbformat.read(notebook_path(root, "release", assignment), as_version=4)
     boilerplate = boilerplate_hashes(release)

@@ -456,15 +456,25 @@ def test_references_of_each_students_inputs_are_computed_per_student_and_the_sha
     references._references.clear()
 
 
-def test_the_course_command_imports_what_only_some_commands_need_when_they_run():
-    """The command's module imports neither nbgrader nor the report's libraries (each command imports what
-    it needs), and the constants it repeats for its help agree with their modules."""
+def imported_by(*modules):
+    """The modules that a fresh interpreter holds once it imported `modules`."""
     import sys
 
+    code = f"import sys, {', '.join(modules)}; print(' '.join(sys.modules))"
+    return set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stdout.split())
+
+
+def test_the_course_command_imports_what_only_some_commands_need_when_they_run():
+    """The command's module imports neither nbgrader nor the report's libraries (each command imports what
+    it needs), and the constants it repeats for its help agree with their modules. The modules that `course
+    grade`'s coordinator imports to grade import neither copydetect (and matplotlib with it) nor, for the
+    gradebook's tables, pandas: similarity and the report import them when they run."""
     from coursetools import check, cli, lms
 
     assert (cli.TIMEOUT, cli.COURSE_FILE) == (check.TIMEOUT, lms.COURSE_FILE)
-    modules = "import sys, coursetools.cli; print(' '.join(sys.modules))"
-    loaded = subprocess.run([sys.executable, "-c", modules], capture_output=True, text=True,
-                            check=True).stdout.split()
-    assert not {"nbgrader", "nbformat", "matplotlib", "pandas", "sqlalchemy"} & set(loaded)
+    assert not {"nbgrader", "nbformat", "matplotlib", "pandas", "sqlalchemy"} & imported_by("coursetools.cli")
+    assert not {"copydetect", "matplotlib"} & imported_by("coursetools.batch", "coursetools.similarity")
+    assert not {"copydetect", "matplotlib", "pandas"} & imported_by(
+        "coursetools.lms", "coursetools.record", "coursetools.messages", "coursetools.scores",
+        "coursetools.similarity")
