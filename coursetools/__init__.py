@@ -16,7 +16,8 @@ a grade and never reaches it. In the order a grading run uses them:
 - student.checks, student.shim, student.wire: the tests' helpers (copied next to each notebook), and what
   answers the judge's calls in the kernel
 - findings, messages: what grading found and said, for TAs and for the student, kept in the gradebook
-- batch: grading a whole class, several submissions at once, one gradebook writer
+- batch: grading a whole class, several submissions at once
+- record: the results recorded in the course's gradebook in batches; only the coordinator writes
 - grading.feedback: feedback for students
 - scores, report, similarity: the score table, the class report, similar answers
 - check: a student's self-check of a notebook's visible tests
