@@ -53,6 +53,7 @@ from coursetools.grading.limits import SubmissionLimits
 from coursetools.record import Recorder
 
 JOB_GRADEBOOK = "job_gradebook.db"  # in a worker's scratch course: the assignment's definition alone
+IN_PROCESS_JOBS = 1  # submissions as few as this are graded in the coordinator (grade_in_process)
 
 
 @dataclass
@@ -330,6 +331,19 @@ def run_jobs(jobs, workers, scheduler=None):
             yield _result_or_failure(future, running[future])
 
 
+def grade_in_process(jobs):
+    """Yield a Result per job, graded one after another in this process: for a single submission (a late
+    one), which then waits for no worker server's imports. The kernels are still separate, sandboxed
+    processes; a grading that fails becomes a finding, as a failed worker does."""
+    os.environ.update(ONE_BLAS_THREAD)  # as a worker has it
+    for job in jobs:
+        try:
+            result = grade_one(job)
+        except Exception as error:  # as _result_or_failure: report this job, go on
+            result = _worker_failed(job, error)
+        yield result
+
+
 def _result_or_failure(future, job):
     try:
         return future.result()
@@ -370,16 +384,21 @@ def _start_worker(variables):
             os.environ[name] = value
 
 
-def grade_class(root, assignments, known, students=None, workers=None, scheduler=None, quiet=False):
+def grade_class(root, assignments, known, students=None, workers=None, scheduler=None, quiet=False,
+                template=None):
     """Grade every submission of `assignments` (of the course's `known` assignments) by the students whose
     id matches `students` (None: all but the examples); return the results, those of what could not be
-    graded as an assignment included (flagged ones have a reason)."""
+    graded as an assignment included (flagged ones have a reason). `template`: a kernel template already
+    started for this run (kernel.start_shared_template), stopped at the end; else one is started here."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     config = load_config(root)
     # one kernel template for every worker of this machine, importing the libraries while the rest starts
-    template = kernel.start_shared_template(config)
-    if not scheduler:
+    template = template or kernel.start_shared_template(config)
+    submissions, results = survey(root, assignments, known, students)
+    # a single submission is graded here: a worker server would import the grading modules anew first
+    in_process = not scheduler and len(submissions) <= IN_PROCESS_JOBS
+    if not scheduler and not in_process:
         # after the template: on a busy machine its imports come first, they are the longest wait; the
         # server's imports overlap with the template's and with reading the class
         start_worker_server()
@@ -387,7 +406,6 @@ def grade_class(root, assignments, known, students=None, workers=None, scheduler
     memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     shared_references = tempfile.mkdtemp(prefix="references-", dir=memory)
     os.environ[references.REFERENCES_VARIABLE] = shared_references
-    submissions, results = survey(root, assignments, known, students)
     jobs = make_jobs(root, submissions)  # made as workers free up
     workers = workers or os.cpu_count() or 1
     failed = len(results)
@@ -401,7 +419,7 @@ def grade_class(root, assignments, known, students=None, workers=None, scheduler
         # the one writer of the gradebook; leaving the stack, however, writes the grades still waiting
         recorder = stack.enter_context(Recorder(root, config))
         task = progress.add_task("grading", total=len(submissions), failed=0)
-        for result in run_jobs(jobs, workers, scheduler):
+        for result in grade_in_process(jobs) if in_process else run_jobs(jobs, workers, scheduler):
             results.append(result)
             written = recorder.add(result)
             failed += sum(bool(result.reason) for result in written)

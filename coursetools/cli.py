@@ -94,19 +94,26 @@ def grade(root, args):
         os.environ[kernel.NO_SANDBOX_VARIABLE] = "1"  # inherited by the grading workers
     else:
         require_sandbox()
-    flagged = grade_and_report(root, chosen, args.student, args.workers, args.dask_scheduler, args.quiet)
+    from coursetools.course import load_config
+
+    # first: the template's imports of the libraries are the longest wait of a short run; they overlap
+    # with the grading modules' imports and reading the submissions
+    template = kernel.start_shared_template(load_config(root))
+    flagged = grade_and_report(root, chosen, args.student, args.workers, args.dask_scheduler, args.quiet,
+                               template)
     if flagged:
         sys.exit(1)
 
 
-def grade_and_report(root, chosen, students=None, workers=None, scheduler=None, quiet=False):
-    """Grade, export grades.csv, write the class report, say what needs a TA; return the flagged results."""
+def grade_and_report(root, chosen, students=None, workers=None, scheduler=None, quiet=False, template=None):
+    """Grade, export grades.csv, write the class report, say what needs a TA; return the flagged results.
+    `template`: the run's kernel template, if started already (batch.grade_class)."""
     from coursetools import batch, lms
     from coursetools.course import assignments, export_grades
 
     lms.apply_due_dates(root)  # before grading: the late penalty reads them
     results = batch.grade_class(root, chosen, assignments(root), students=students, workers=workers,
-                                scheduler=scheduler, quiet=quiet)
+                                scheduler=scheduler, quiet=quiet, template=template)
     print(f"grades: {export_grades(root)}")
     graded = [r for r in results if r.graded]
     flagged = [r for r in results if r.reason]
