@@ -7,9 +7,9 @@ mistakes) and graded with `course grade`; then one student hands in linear_netwo
 date. Each repeat times, one after the other, `course grade --student late-student --quiet` (the
 command's whole run: its start, grading, late penalty, feedback, grades.csv, similarity and class report)
 and the plain execution of the handed-in notebook in a new kernel, with checks.py beside it; the ratio
-divides the medians. The command's run is also cut at two moments, read in its own process: the first
-job handed to a worker, and the first result back in the coordinator. Every kernel runs with one BLAS
-thread.
+divides the medians. The command's run is also cut at moments, read in its own process: the kernel
+template started, the first job handed to grading (a worker, or the coordinator itself for a single
+submission), and the first result back in the coordinator. Every kernel runs with one BLAS thread.
 """
 
 import argparse
@@ -36,28 +36,31 @@ DUE = "2026-01-10 12:00"
 HANDED_IN = "2026-01-11 15:30:00.000000 UTC"  # a day and a bit late: a penalty of two started days
 TARGET = 1.5
 
-# `course grade` in a process of its own that also says when it handed the first job to a worker and when
-# the first result came back (seconds since the benchmark started the process)
+# `course grade` in a process of its own that also says when it handed the first job to grading (a worker,
+# or the coordinator itself) and when the first result came back to be recorded (seconds since the
+# benchmark started the process); the grading modules are patched once the command imports them
 TIMED_GRADE = """
 import json, sys, time
 launched = float(sys.argv[1])
 moments = {}
-import concurrent.futures
-import concurrent.futures.process
-submit = concurrent.futures.process.ProcessPoolExecutor.submit
-def first_submit(self, *args, **kwargs):
-    moments.setdefault("first job handed to a worker", time.time() - launched)
-    return submit(self, *args, **kwargs)
-concurrent.futures.process.ProcessPoolExecutor.submit = first_submit
-result = concurrent.futures.Future.result
-def first_result(self, *args, **kwargs):
-    value = result(self, *args, **kwargs)
-    moments.setdefault("first result back", time.time() - launched)
-    return value
-concurrent.futures.Future.result = first_result
 moments["imports of the command"] = -time.time()
 from coursetools import cli
 moments["imports of the command"] += time.time()
+grade_and_report = cli.grade_and_report
+def timed_grade_and_report(*args, **kwargs):
+    moments.setdefault("kernel template started", time.time() - launched)
+    from coursetools import batch, record
+    make_jobs, add = batch.make_jobs, record.Recorder.add
+    def first_job(*args, **kwargs):
+        for job in make_jobs(*args, **kwargs):
+            moments.setdefault("first job handed to grading", time.time() - launched)
+            yield job
+    def first_result(self, result):
+        moments.setdefault("first result back", time.time() - launched)
+        return add(self, result)
+    batch.make_jobs, record.Recorder.add = first_job, first_result
+    return grade_and_report(*args, **kwargs)
+cli.grade_and_report = timed_grade_and_report
 try:
     cli.main(sys.argv[2:])
 finally:
