@@ -415,6 +415,36 @@ def test_a_cell_past_its_time_limit_keeps_the_points_of_the_cells_before_it(runa
         assert "could not be interrupted" in feedback_text(parallel, student)
 
 
+@pytest.mark.parametrize("student", ["example-mistakes", "dies"])
+def test_a_single_submission_graded_in_the_coordinator_is_graded_as_in_a_worker(graded, tmp_path, student):
+    """`course grade --student NAME` of one submission grades it without worker processes
+    (batch.grade_in_process): the same points, comments, flag, findings and notebook as the class's run."""
+    course = tmp_path / "course"
+    shutil.copytree(graded[0], course, symlinks=True)
+    run = course_command(course, "grade", "linear_network", "--student", student, "--quiet")
+    flagged = flags(graded[0]).get((student, "linear_network"))
+    assert run.returncode == (1 if flagged else 0) and "graded 1 submission;" in run.stdout, run.stdout
+    assert grades(course, [student], ASSIGNMENTS) == grades(graded[0], [student], ASSIGNMENTS)
+    assert flags(course).get((student, "linear_network")) == flagged
+    assert autograded_cells(course, student, "linear_network") == autograded_cells(graded[0], student,
+                                                                                    "linear_network")
+
+
+def test_a_grading_that_fails_in_the_coordinator_is_a_finding(monkeypatch):
+    """As a worker that fails: the submission is reported, the run goes on."""
+    from coursetools import batch
+
+    def broken(job):
+        raise RuntimeError("nbgrader broke")
+
+    monkeypatch.setattr(batch, "grade_one", broken)
+    jobs = [batch.Job("linear_network", student, {}, {}) for student in ("a", "b")]
+    results = list(batch.grade_in_process(jobs))
+    assert [(result.student, [finding.kind for finding in result.findings]) for result in results] == [
+        ("a", ["worker-failed"]), ("b", ["worker-failed"])]
+    assert "nbgrader broke" in results[0].findings[0].detail and results[0].reason
+
+
 def test_failed_regrade_leaves_no_old_scores(graded):
     """Runs last: it changes the parallel course."""
     parallel, _, _ = graded
