@@ -121,6 +121,18 @@ async def stop(manager, client):
     await manager.shutdown_kernel(now=False)
 
 
+def printed_by_one_kernel(work, code, **options):
+    """What `code` printed in a grading kernel started for `work` with `options`, then shut down."""
+
+    async def scenario():
+        manager, client = await start(work, **options)
+        printed = await run(client, code)
+        await stop(manager, client)
+        return printed
+
+    return asyncio.run(scenario())
+
+
 @pytest.fixture(scope="module")
 def probes(tmp_path_factory):
     """What an honest kernel found beside an attacking kernel that is still running, and after it ended,
@@ -246,24 +258,12 @@ def test_a_template_that_ended_is_started_again(tmp_path):
     template = own_template()
     os.killpg(template.process.pid, signal.SIGKILL)
     template.process.wait(timeout=10)
-
-    async def scenario():
-        manager, client = await start(tmp_path)
-        printed = await run(client, "print(6 * 7)")
-        await stop(manager, client)
-        return printed
-
-    assert asyncio.run(scenario()).strip() == "42"
+    assert printed_by_one_kernel(tmp_path, "print(6 * 7)").strip() == "42"
 
 
 def test_a_kernel_starts_cold_when_asked(tmp_path):
-    async def scenario():
-        manager, client = await start(tmp_path, warm=False)
-        printed = await run(client, "import sys; print('numpy' in sys.modules)")
-        await stop(manager, client)
-        return printed
-
-    assert asyncio.run(scenario()).strip() == "False"
+    printed = printed_by_one_kernel(tmp_path, "import sys; print('numpy' in sys.modules)", warm=False)
+    assert printed.strip() == "False"
 
 
 def test_a_kernel_that_ends_ends_its_sandbox_whatever_it_forked(tmp_path):
@@ -293,14 +293,7 @@ def test_a_forked_kernel_finds_its_connection_file_whole(tmp_path, monkeypatch):
     write = Sandbox.write_kernel_view
     monkeypatch.setattr(Sandbox, "write_kernel_view",
                         lambda self, info: (written.append(self), write(self, info)))
-
-    async def scenario():
-        manager, client = await start(tmp_path, spare=False)
-        printed = await run(client, "print(6 * 7)")
-        await stop(manager, client)
-        return printed
-
-    assert asyncio.run(scenario()).strip() == "42"
+    assert printed_by_one_kernel(tmp_path, "print(6 * 7)", spare=False).strip() == "42"
     assert len(written) == 1
 
 
