@@ -389,12 +389,14 @@ def grade_class(root, assignments, known, students=None, workers=None, scheduler
     """Grade every submission of `assignments` (of the course's `known` assignments) by the students whose
     id matches `students` (None: all but the examples); return the results, those of what could not be
     graded as an assignment included (flagged ones have a reason). `template`: a kernel template already
-    started for this run (kernel.start_shared_template), stopped at the end; else one is started here."""
+    started for this run (kernel.start_shared_template), stopped at the end; else one is started here
+    (none for a Dask scheduler: each worker starts its own)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     config = load_config(root)
     # one kernel template for every worker of this machine, importing the libraries while the rest starts
-    template = template or kernel.start_shared_template(config)
+    if template is None and not scheduler:  # a Dask worker starts its own, where it runs
+        template = kernel.start_shared_template(config)
     submissions, results = survey(root, assignments, known, students)
     # a single submission is graded here: a worker server would import the grading modules anew first
     in_process = not scheduler and len(submissions) <= IN_PROCESS_JOBS

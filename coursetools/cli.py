@@ -98,7 +98,7 @@ def grade(root, args):
 
     # first: the template's imports of the libraries are the longest wait of a short run; they overlap
     # with the grading modules' imports and reading the submissions
-    template = kernel.start_shared_template(load_config(root))
+    template = None if args.dask_scheduler else kernel.start_shared_template(load_config(root))
     flagged = grade_and_report(root, chosen, args.student, args.workers, args.dask_scheduler, args.quiet,
                                template)
     if flagged:
