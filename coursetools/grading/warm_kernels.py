@@ -192,14 +192,11 @@ class ForkedKernel:
             _, info = write_connection_file(str(sandbox.connection_file), **manager_view)
             self.info = {**info, "key": manager_view["key"]}
             sandbox.write_kernel_view(self.info)
-            self.process, ready_read, life = self._launch()
+            self.process, ready_read, life = _launch(sandbox)
             self.pid = self._fork(ready_read, life, modules)
         except BaseException:
             sandbox.release()
             raise
-
-    def _launch(self):
-        return _launch(self.sandbox)
 
     def _fork(self, ready_read, life, modules):
         """Fork the kernel from the template into the sandbox once it is ready; return the kernel's pid.
